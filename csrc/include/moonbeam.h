@@ -257,6 +257,7 @@ typedef struct mb_spawn_opts {
   int scheduler;       /* MB_SCHED_ANY (least loaded), MB_SCHED_HERE, or index+1 */
   int link;            /* link parent and child atomically */
   int monitor;         /* parent monitors the child; the ref goes to *mon_ref */
+  mb_ref_t *mon_ref;   /* required with monitor */
   int trap_exit;       /* child starts trapping exits */
   const char *name;    /* register the child under this name (MB_EEXIST if taken) */
 } mb_spawn_opts_t;
@@ -264,7 +265,7 @@ typedef struct mb_spawn_opts {
 /* Spawns a process running behaviour `b` with `state`. On failure `state` is
  * not touched. `opts` may be NULL. */
 int mb_spawn(mb_runtime_t *rt, const mb_behaviour_t *b, void *state,
-             const mb_spawn_opts_t *opts, mb_pid_t *pid, mb_ref_t *mon_ref);
+             const mb_spawn_opts_t *opts, mb_pid_t *pid);
 
 /* A native C process: handler gets msg == NULL once at start, then each message
  * in order. Return 0 to go on, non-zero to exit (reason normal unless

@@ -1,0 +1,42 @@
+/* runtime.h: the runtime object. Everything moonbeam keeps lives here: no global
+ * state outside it (the only thread-local is "which scheduler is this thread"). */
+#ifndef MB_RUNTIME_H
+#define MB_RUNTIME_H
+
+#include "proc.h"
+#include "scheduler.h"
+#include "strmap.h"
+
+struct mb_runtime {
+  int nsched;
+  mb_sched_t *scheds;
+  int host_driven;
+  int preempt;
+  uint64_t slice_ns;
+  mb_sched_hooks_t hooks;
+  mb_nodes_t *nodes;
+  mb_ptable_t procs;
+  atomic_int stopping;
+  atomic_int spawning;                 /* spawns in flight; shutdown waits for 0 */
+  _Atomic uint64_t ref_counter;
+  atomic_uint next_sched;              /* tie-break for placement */
+  pthread_mutex_t names_lock;          /* registry */
+  mb_strmap_t names;
+  pthread_mutex_t topics_lock;         /* pubsub */
+  mb_strmap_t topics;
+  pthread_t watchdog;
+  int has_watchdog;
+  pthread_mutex_t wd_lock;
+  pthread_cond_t wd_cond;
+  int freed_sched0;
+};
+
+/* Registry and pubsub cleanup for an exiting process. */
+void mb_registry_drop(mb_runtime_t *rt, mb_proc_t *p);
+void mb_pubsub_drop(mb_runtime_t *rt, mb_proc_t *p);
+/* Preemption watchdog. */
+int mb_watchdog_start(mb_runtime_t *rt);
+void mb_watchdog_stop(mb_runtime_t *rt);
+void mb_watchdog_install_handler(void);
+
+#endif

@@ -1,0 +1,89 @@
+/* strmap.c: chained hash map keyed by NUL-terminated strings (FNV-1a). */
+#include <stdlib.h>
+#include <string.h>
+#include "strmap.h"
+
+static uint64_t hash_str(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+void mb_strmap_init(mb_strmap_t *m) {
+  m->buckets = NULL;
+  m->nbuckets = 0;
+  m->count = 0;
+}
+
+void mb_strmap_destroy(mb_strmap_t *m, void (*free_value)(void *)) {
+  for (size_t i = 0; i < m->nbuckets; i++) {
+    mb_strent_t *e = m->buckets[i];
+    while (e) {
+      mb_strent_t *next = e->next;
+      if (free_value) free_value(e->value);
+      free(e);
+      e = next;
+    }
+  }
+  free(m->buckets);
+  mb_strmap_init(m);
+}
+
+mb_strent_t *mb_strmap_get(const mb_strmap_t *m, const char *key) {
+  if (!m->nbuckets) return NULL;
+  uint64_t h = hash_str(key);
+  for (mb_strent_t *e = m->buckets[h & (m->nbuckets - 1)]; e; e = e->next)
+    if (e->hash == h && strcmp(e->key, key) == 0) return e;
+  return NULL;
+}
+
+static int grow(mb_strmap_t *m) {
+  size_t n = m->nbuckets ? m->nbuckets * 2 : 16;
+  mb_strent_t **b = calloc(n, sizeof *b);
+  if (!b) return -1;
+  for (size_t i = 0; i < m->nbuckets; i++) {
+    mb_strent_t *e = m->buckets[i];
+    while (e) {
+      mb_strent_t *next = e->next;
+      e->next = b[e->hash & (n - 1)];
+      b[e->hash & (n - 1)] = e;
+      e = next;
+    }
+  }
+  free(m->buckets);
+  m->buckets = b;
+  m->nbuckets = n;
+  return 0;
+}
+
+mb_strent_t *mb_strmap_put(mb_strmap_t *m, const char *key) {
+  mb_strent_t *e = mb_strmap_get(m, key);
+  if (e) return e;
+  if (m->count >= m->nbuckets * 3 / 4 && grow(m)) return NULL;
+  size_t len = strlen(key);
+  e = malloc(sizeof *e + len + 1);
+  if (!e) return NULL;
+  e->hash = hash_str(key);
+  e->value = NULL;
+  memcpy(e->key, key, len + 1);
+  e->next = m->buckets[e->hash & (m->nbuckets - 1)];
+  m->buckets[e->hash & (m->nbuckets - 1)] = e;
+  m->count++;
+  return e;
+}
+
+void *mb_strmap_remove(mb_strmap_t *m, const char *key) {
+  if (!m->nbuckets) return NULL;
+  uint64_t h = hash_str(key);
+  for (mb_strent_t **pe = &m->buckets[h & (m->nbuckets - 1)]; *pe; pe = &(*pe)->next) {
+    mb_strent_t *e = *pe;
+    if (e->hash == h && strcmp(e->key, key) == 0) {
+      void *v = e->value;
+      *pe = e->next;
+      free(e);
+      m->count--;
+      return v;
+    }
+  }
+  return NULL;
+}

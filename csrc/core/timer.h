@@ -1,0 +1,45 @@
+/* timer.h: a scheduler's timers: a binary min-heap by deadline plus an id index
+ * for cancellation, under a mutex (other threads may add and cancel). Only the
+ * owning scheduler fires them. */
+#ifndef MB_TIMER_H
+#define MB_TIMER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include "moonbeam.h"
+#include "msg.h"
+
+typedef struct mb_timer_ent {
+  uint64_t deadline_ms;
+  mb_timer_t id;
+  mb_pid_t to;
+  mb_msg_t *msg;        /* send_after: the message; NULL: a receive timeout */
+  uint32_t wait_seq;    /* receive timeout: which wait */
+  uint32_t heap_idx;
+} mb_timer_ent_t;
+
+typedef struct mb_timers {
+  pthread_mutex_t lock;
+  mb_timer_ent_t **heap;
+  uint32_t n, cap;
+  mb_timer_ent_t **index;  /* open addressing by id; NULL empty, TOMB deleted */
+  uint32_t icap, iused;
+  uint64_t next_seq;
+  int sched;
+  atomic_uint_fast64_t earliest; /* deadline of heap top, UINT64_MAX if none */
+} mb_timers_t;
+
+int mb_timers_init(mb_timers_t *t, int sched);
+/* Frees every pending timer and its message. */
+void mb_timers_destroy(mb_timers_t *t);
+/* Adds a timer; takes msg. Returns its id (0 on out of memory; msg freed). */
+mb_timer_t mb_timers_add(mb_timers_t *t, uint64_t deadline_ms, mb_pid_t to, mb_msg_t *msg,
+                         uint32_t wait_seq);
+/* Removes a timer: ms left (>= 0), or MB_ENOENT. */
+int64_t mb_timers_cancel(mb_timers_t *t, mb_timer_t id, uint64_t now_ms);
+/* Pops the earliest timer due at now_ms, or NULL; the caller frees it. */
+mb_timer_ent_t *mb_timers_pop_due(mb_timers_t *t, uint64_t now_ms);
+/* Scheduler index encoded in a timer id. */
+int mb_timer_sched(mb_timer_t id);
+
+#endif
