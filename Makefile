@@ -1,0 +1,305 @@
+# moonbeam: the one entry point.
+#
+#   make run      installs missing Debian packages, runs the flagship example
+#   make test     installs missing Debian packages, runs the C tests and the specs
+#   make          builds build/libmoonbeam.{a,so} and the Lua module build/moonbeam/core.so
+#   make asan | tsan | fuzz | clean | deps | check (test without the package check)
+#
+# Every test run ends with one line "N passed, N failed" (tests, not checks) from
+# .ci/summarize, and fails if a test failed, crashed, timed out or did not build.
+#
+# C tests: each csrc/test/test_X.c is one binary $(BUILD)/test/test_X, linked with
+# $(BUILD)/libmoonbeam.a, libuv, pthread and libm, and run from the repository root.
+# Naming convention: a test whose name starts with "test_l" (test_lterm.c,
+# test_lua_*.c) is a Lua binding test and also links the objects of csrc/lua/*.c
+# ($(BUILD)/libmoonbeam_lua.a) and liblua5.4. It links with --as-needed, so a
+# core test that happens to match (test_link.c) gets nothing it does not use.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+# ------------------------------------------------------------------ toolchain
+
+CC      ?= cc
+CFLAGS  ?= -std=c11 -O2 -g -Wall -Wextra -D_GNU_SOURCE -fPIC
+LDFLAGS ?=
+AR      ?= ar
+LIBFLAG ?= -shared
+LUA     ?= lua5.4
+BUSTED  ?= /usr/bin/busted
+BUILD   ?= build
+
+# Flags the code needs whatever CFLAGS says (luarocks passes its own CFLAGS).
+REQ_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -Icsrc/include -Icsrc -MMD -MP
+
+# luarocks passes LUA_INCDIR and LIBUV_INCDIR/LIBUV_LIBDIR; otherwise pkg-config.
+LUA_CFLAGS := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell pkg-config --cflags lua5.4 2>/dev/null))
+LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+UV_CFLAGS  := $(if $(LIBUV_INCDIR),-I$(LIBUV_INCDIR))
+UV_LIBS    := $(if $(LIBUV_LIBDIR),-L$(LIBUV_LIBDIR)) -luv
+SYS_LIBS   := -lpthread
+
+# ------------------------------------------------------------------ sanitizers
+# `make asan` and `make tsan` rerun `check` with SANITIZER set, CC=$(SAN_CC) and
+# their own build directory. gcc and clang both work for the C tests; the specs
+# under tsan need gcc (clang 14's TSan runtime crashes when preloaded into lua5.4).
+
+SAN_CC       ?= gcc
+SAN_IS_CLANG := $(if $(SANITIZER),$(findstring clang,$(shell $(CC) --version 2>/dev/null | head -n1)))
+SAN_ARCH     := $(shell uname -m)
+SAN_RT_NAME   = $(if $(SAN_IS_CLANG),libclang_rt.$(1)-$(SAN_ARCH).so,lib$(1).so)
+SAN_RT        = $(shell $(CC) -print-file-name=$(call SAN_RT_NAME,$(1)))
+TSAN_SUPP    := $(CURDIR)/.ci/tsan.supp
+
+ifeq ($(SANITIZER),asan)
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+TEST_ENV  := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# lua5.4 is not instrumented: preload the runtime; Lua's own allocations are not ours.
+SPEC_ENV  := LD_PRELOAD=$(call SAN_RT,asan) ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
+             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+else ifeq ($(SANITIZER),tsan)
+SAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
+TEST_ENV  := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(TSAN_SUPP)
+SPEC_ENV  := LD_PRELOAD=$(call SAN_RT,tsan) \
+             TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(TSAN_SUPP)
+else ifneq ($(SANITIZER),)
+$(error SANITIZER must be asan, tsan or empty, not "$(SANITIZER)")
+endif
+
+ALL_CFLAGS  = $(REQ_CFLAGS) $(CFLAGS) $(SAN_FLAGS) $(UV_CFLAGS)
+ALL_LDFLAGS = $(LDFLAGS) $(SAN_FLAGS)
+
+# ------------------------------------------------------------------ sources
+# Wildcards: files appear in csrc/ as the core is written.
+
+CORE_SRC := $(sort $(wildcard csrc/core/*.c))
+LUA_SRC  := $(sort $(wildcard csrc/lua/*.c))
+TEST_SRC := $(sort $(wildcard csrc/test/test_*.c))
+CORE_OBJ := $(CORE_SRC:csrc/%.c=$(BUILD)/obj/%.o)
+LUA_OBJ  := $(LUA_SRC:csrc/%.c=$(BUILD)/obj/%.o)
+
+STATIC_LIB := $(BUILD)/libmoonbeam.a
+SHARED_LIB := $(BUILD)/libmoonbeam.so
+LUA_LIB    := $(BUILD)/libmoonbeam_lua.a
+MODULE     := $(BUILD)/moonbeam/core.so
+
+C_TESTS    := $(TEST_SRC:csrc/test/%.c=$(BUILD)/test/%)
+LUA_TESTS  := $(filter $(BUILD)/test/test_l%,$(C_TESTS))
+CORE_TESTS := $(filter-out $(LUA_TESTS),$(C_TESTS))
+
+LOGS         := $(BUILD)/test-logs
+TEST_TIMEOUT ?= 300
+SPEC_TIMEOUT ?= 900
+# Prefix for each C test command, e.g.
+#   make check TEST_WRAP='valgrind -q --error-exitcode=99 --leak-check=full'
+TEST_WRAP    ?=
+
+# Where the specs find moonbeam. .ci/run points these at the installed rock.
+SPEC_LUA_PATH  ?= $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
+SPEC_LUA_CPATH ?= $(CURDIR)/$(BUILD)/?.so;;
+# Set both names: Lua 5.4 prefers LUA_PATH_5_4 when the environment has one.
+SPEC_VARS = LUA_PATH='$(SPEC_LUA_PATH)' LUA_PATH_5_4='$(SPEC_LUA_PATH)' \
+            LUA_CPATH='$(SPEC_LUA_CPATH)' LUA_CPATH_5_4='$(SPEC_LUA_CPATH)'
+
+# ------------------------------------------------------------------ run
+# `make run` builds RUN_PREREQS, then runs RUN_CMD. To make a Lua example the
+# flagship, set RUN_PREREQS = all and RUN_CMD = env $(SPEC_VARS) $(LUA) examples/<x>.lua
+
+RUN_PREREQS = $(BUILD)/examples/ring
+RUN_CMD     = ./$(BUILD)/examples/ring
+
+# ------------------------------------------------------------------ Debian packages
+
+DEB_PACKAGES := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted \
+                luarocks lua-check valgrind clang libclang-rt-14-dev
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: all deps test check run _run asan tsan fuzz _fuzz rock install-rock c-tests \
+        examples lint clean
+
+# ------------------------------------------------------------------ build
+
+all: $(STATIC_LIB) $(SHARED_LIB) $(if $(LUA_SRC),$(MODULE))
+ifeq ($(LUA_SRC),)
+	@echo "note: csrc/lua has no .c files yet; $(MODULE) not built"
+endif
+
+$(BUILD)/obj/core/%.o: csrc/core/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/lua/%.o: csrc/lua/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/test/%.o: csrc/test/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) -Icsrc/test -c -o $@ $<
+
+$(STATIC_LIB): $(CORE_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED_LIB): $(CORE_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared $(ALL_LDFLAGS) -o $@ $^ $(UV_LIBS) $(SYS_LIBS)
+
+$(LUA_LIB): $(LUA_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+# The module is loaded by lua5.4, which provides the Lua API: never link liblua.
+$(MODULE): $(LUA_OBJ) $(CORE_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LIBFLAG) $(ALL_LDFLAGS) -o $@ $^ $(UV_LIBS) $(SYS_LIBS)
+
+$(CORE_TESTS): $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(STATIC_LIB) $(UV_LIBS) $(SYS_LIBS) -lm
+
+$(LUA_TESTS): $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(LUA_LIB) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -Wl,--as-needed -o $@ $< $(LUA_LIB) $(STATIC_LIB) $(LUA_LIBS) \
+	  $(UV_LIBS) $(SYS_LIBS) -lm -ldl
+
+$(BUILD)/examples/%: examples/c/%.c $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(STATIC_LIB) $(UV_LIBS) $(SYS_LIBS) -lm
+
+c-tests: $(C_TESTS)
+examples: $(patsubst examples/c/%.c,$(BUILD)/examples/%,$(wildcard examples/c/*.c))
+
+-include $(wildcard $(BUILD)/obj/*/*.d)
+
+# ------------------------------------------------------------------ packages
+
+# Installs what is missing of DEB_PACKAGES (apt-get update only when needed).
+deps:
+	@if ! command -v dpkg >/dev/null; then \
+	  echo "deps: no dpkg here; install the equivalents of: $(DEB_PACKAGES)"; exit 0; \
+	fi; \
+	missing=; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+# ------------------------------------------------------------------ tests
+
+test: deps
+	@$(MAKE) --no-print-directory check
+
+asan: deps
+	@$(MAKE) --no-print-directory check SANITIZER=asan BUILD=build-asan CC=$(SAN_CC)
+
+tsan: deps
+	@$(MAKE) --no-print-directory check SANITIZER=tsan BUILD=build-tsan CC=$(SAN_CC)
+
+# Builds what it can, runs every C test that built and the specs, then
+# .ci/summarize totals them. A build failure is counted, never hidden: the
+# libraries and the C examples as "build-all", a test binary under its own name
+# (test binaries are relinked each run, so a stale one never stands in for one
+# that failed to build).
+check:
+	@rm -rf $(LOGS) && mkdir -p $(LOGS)/c $(LOGS)/tap
+	@$(MAKE) --no-print-directory -k all examples || echo build > $(LOGS)/c/build-all.rc
+	@rm -f $(C_TESTS)
+	@$(MAKE) --no-print-directory -k c-tests || true
+	@for t in $(C_TESTS); do \
+	  n=$${t##*/}; \
+	  if [ ! -x $$t ]; then \
+	    echo "== $$n: did not build"; echo build > $(LOGS)/c/$$n.rc; continue; \
+	  fi; \
+	  echo "== $$n"; \
+	  env $(TEST_ENV) timeout -k 10 $(TEST_TIMEOUT) $(TEST_WRAP) ./$$t 2>&1 | tee $(LOGS)/c/$$n.out; \
+	  echo $${PIPESTATUS[0]} > $(LOGS)/c/$$n.rc; \
+	done
+	@if [ -n "$$(find spec -name '*_spec.lua' -print -quit 2>/dev/null)" ]; then \
+	  echo "== specs (LUA_CPATH=$(SPEC_LUA_CPATH))"; \
+	  timeout -k 10 $(SPEC_TIMEOUT) env $(SPEC_VARS) $(SPEC_ENV) $(LUA) $(BUSTED) -o TAP spec 2>&1 \
+	    | tee $(LOGS)/tap/busted.out; \
+	  echo $${PIPESTATUS[0]} > $(LOGS)/tap/busted.rc; \
+	fi
+	@$(LUA) .ci/summarize $(LOGS)
+
+# ------------------------------------------------------------------ run
+
+run: deps
+	@$(MAKE) --no-print-directory _run
+
+_run: $(RUN_PREREQS)
+	$(RUN_CMD)
+
+# ------------------------------------------------------------------ fuzz
+# libFuzzer on the term decoder; not part of `make test`.
+
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SRC     := csrc/test/fuzz_term.c csrc/core/term.c csrc/core/ids.c
+FUZZ_BIN     := $(BUILD)/fuzz_term
+
+fuzz: deps
+	@$(MAKE) --no-print-directory _fuzz
+
+_fuzz:
+	@for f in $(FUZZ_SRC); do \
+	  [ -f $$f ] || { echo "fuzz: $$f does not exist" >&2; exit 1; }; \
+	done
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	rm -rf $(BUILD)/fuzz-corpus && mkdir -p $(BUILD)/fuzz-corpus $(BUILD)/fuzz-artifacts
+	if [ -d csrc/test/fuzz_corpus ]; then cp -R csrc/test/fuzz_corpus/. $(BUILD)/fuzz-corpus/; fi
+	./$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-artifacts/ \
+	  $(BUILD)/fuzz-corpus
+
+$(FUZZ_BIN): $(wildcard $(FUZZ_SRC)) $(wildcard csrc/include/*.h csrc/core/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc/include -Icsrc \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	  -o $@ $(FUZZ_SRC) $(SYS_LIBS)
+
+# ------------------------------------------------------------------ luarocks
+# moonbeam-scm-1.rockspec (build type "make") runs `make rock` with CFLAGS,
+# LIBFLAG, LUA_INCDIR and LIBUV_*, then `make install-rock` with LIBDIR, LUADIR
+# and BINDIR.
+
+rock:
+ifeq ($(LUA_SRC),)
+	@echo "rock: csrc/lua has no .c files yet: the Lua module cannot be built" >&2; exit 1
+else
+	@$(MAKE) --no-print-directory $(MODULE)
+endif
+
+install-rock:
+	@test -n "$(LIBDIR)" && test -n "$(LUADIR)" && test -n "$(BINDIR)" || \
+	  { echo "install-rock: set LIBDIR, LUADIR and BINDIR (luarocks does)" >&2; exit 1; }
+	install -d '$(LIBDIR)/moonbeam' '$(LUADIR)/moonbeam'
+	install -m 755 $(MODULE) '$(LIBDIR)/moonbeam/core.so'
+	@if [ -d lua/moonbeam ]; then \
+	  find lua/moonbeam -name '*.lua' | sort | while read -r f; do \
+	    echo "install -D -m 644 $$f '$(LUADIR)/$${f#lua/}'"; \
+	    install -D -m 644 "$$f" '$(LUADIR)/'"$${f#lua/}" || exit 1; \
+	  done; \
+	fi
+	@if [ -f bin/moonbeam ]; then \
+	  echo "install -D -m 755 bin/moonbeam '$(BINDIR)/moonbeam'"; \
+	  install -D -m 755 bin/moonbeam '$(BINDIR)/moonbeam'; \
+	fi
+
+# ------------------------------------------------------------------ lint
+
+lint:
+	luacheck --std lua54 $(wildcard lua bench examples) bin/moonbeam .ci/summarize
+	$(if $(wildcard spec),luacheck --std lua54+busted spec)
+
+# ------------------------------------------------------------------ clean
+
+clean:
+	rm -rf build build-asan build-tsan .tree
