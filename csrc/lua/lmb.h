@@ -1,0 +1,90 @@
+/* lmb.h: internals of the Lua binding (luaopen_moonbeam_core).
+ *
+ * One Lua VM per scheduler: scheduler 0 uses the VM that started the runtime,
+ * the others get a fresh VM each, made and closed on their own thread by the
+ * scheduler hooks. A Lua process is a coroutine of its scheduler's VM, anchored
+ * in that VM's registry, touched only by that scheduler's thread. */
+#ifndef MB_LMB_H
+#define MB_LMB_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <signal.h>
+#include "moonbeam.h"
+
+typedef struct mbl_vm mbl_vm_t;
+typedef struct mbl_proc mbl_proc_t;
+
+/* Shared by every VM of one runtime. */
+typedef struct mbl_rt {
+  mb_runtime_t *rt;
+  char *path, *cpath;      /* package paths of the starting VM */
+  lua_State *main_L;       /* the starting VM (scheduler 0) */
+  int host;                /* started by mb.start (host-driven steps), not mb.run */
+  /* mb.run's main process: its results (registry ref in main_L) or its error */
+  int main_done, main_ok, main_ref;
+} mbl_rt_t;
+
+struct mbl_vm {
+  lua_State *L;            /* main thread of this VM */
+  mbl_rt_t *brt;
+  int sched;
+  int owned;               /* 1: made by us, closed at scheduler end */
+  mbl_proc_t *running;     /* the process being resumed, or NULL */
+};
+
+enum { MBL_YIELD_NONE = 0, MBL_YIELD_WAIT, MBL_YIELD_PREEMPT };
+
+struct mbl_proc {
+  mbl_vm_t *vm;            /* set when it first runs */
+  mb_proc_t *self;
+  lua_State *co;           /* NULL until started */
+  int co_ref;
+  uint8_t *blob;           /* spawn payload until started */
+  size_t blob_len;
+  int start_ref;           /* or: same-VM start, registry ref to {fn, args...} */
+  int nargs;               /* pending arguments for the next resume */
+  int yield_why;
+  uint64_t deadline_ms;    /* receive deadline while waiting, 0: none */
+  volatile sig_atomic_t armed; /* preemption hook set */
+  int is_main;
+};
+
+/* The VM record of L's VM, or NULL outside a runtime. */
+mbl_vm_t *mbl_vm(lua_State *L);
+/* The running process of L's VM (raises if none, or if L is not its coroutine
+ * when strict). */
+mbl_proc_t *mbl_self(lua_State *L, int strict);
+/* The runtime of L's VM (raises if none). */
+mb_runtime_t *mbl_rt(lua_State *L);
+
+/* lvm.c: runtime start/stop for mb.run and mb.start/step/stop */
+int mbl_run(lua_State *L);
+int mbl_start(lua_State *L);
+int mbl_step(lua_State *L);
+int mbl_stop(lua_State *L);
+
+/* lproc.c: processes */
+extern const mb_behaviour_t mbl_behaviour;
+int mbl_spawn_opt(lua_State *L);
+int mbl_receive(lua_State *L);
+/* Spawns a process running the function at stack index fidx with nargs args
+ * that follow it, in this same VM without copying (mb.run's main). */
+int mbl_spawn_direct(lua_State *L, mb_runtime_t *rt, int fidx, int nargs, int is_main,
+                     mb_pid_t *pid);
+
+/* lspawn.c: closures across VMs. Encodes the function at fidx (with its
+ * upvalues, copied) and nargs arguments after it; on error pushes a message. */
+int mbl_pack(lua_State *L, int fidx, int nargs, mb_enc_t *e);
+/* Decodes what mbl_pack made: pushes the function and its arguments, returns
+ * how many arguments, or -1 with an error message pushed. */
+int mbl_unpack(lua_State *L, const uint8_t *blob, size_t len);
+
+/* Encodes the value at idx as a message term (raises a Lua error naming the
+ * path on failure). The block has room for a message header. */
+void mbl_encode_msg(lua_State *L, int idx, mb_enc_t *e, const char *what);
+
+/* Crash reports: calls the VM's reporter (set by moonbeam/init.lua) or prints. */
+void mbl_report_crash(mbl_vm_t *vm, mbl_proc_t *lp, int erridx);
+
+#endif

@@ -1,0 +1,368 @@
+/* lspawn.c: moving a function to another VM for spawn.
+ *
+ * Processes share no mutable Lua state, so spawn(fn, ...) copies fn: its
+ * bytecode, and each upvalue by value. Upvalues that are functions are copied
+ * the same way (a function met twice, e.g. a recursive local, is copied once);
+ * the globals table stays the target VM's globals; a loaded module is
+ * re-required by name; a C function is found again by its place in a loaded
+ * module. The result is an ETF term:
+ *   {'$spawn', Fn, [Arg...]}
+ *   Fn = {'$fn', Id, Bytecode, [Upvalue...]} | {'$fnref', Id}
+ *      | {'$mfa', Module, Function} | {'$cfn', Module, Field}
+ *   and, as values, {'$G'} and {'$mod', Name}. */
+#include <stdlib.h>
+#include <string.h>
+#include "lmb.h"
+#include "lterm.h"
+
+typedef struct packer {
+  lua_State *L;
+  mb_enc_t *e;
+  int memo;     /* stack index: function -> id */
+  int next_id;
+} packer_t;
+
+typedef struct dumpbuf {
+  char *p;
+  size_t n, cap;
+} dumpbuf_t;
+
+static int writer(lua_State *L, const void *p, size_t sz, void *ud) {
+  (void)L;
+  dumpbuf_t *b = ud;
+  if (b->n + sz > b->cap) {
+    size_t ncap = b->cap ? b->cap * 2 : 256;
+    while (ncap < b->n + sz) ncap *= 2;
+    char *np = realloc(b->p, ncap);
+    if (!np) return 1;
+    b->p = np;
+    b->cap = ncap;
+  }
+  memcpy(b->p + b->n, p, sz);
+  b->n += sz;
+  return 0;
+}
+
+static void atom(mb_enc_t *e, const char *s) { mb_enc_atom(e, s, strlen(s)); }
+
+/* Name of the loaded module whose table is at idx, pushed; 0 if none. */
+static int module_name(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_rawequal(L, -1, idx) && lua_type(L, -2) == LUA_TSTRING) {
+      lua_pop(L, 1);
+      lua_remove(L, -2);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Finds the C function at idx in a loaded module: pushes module name and field. */
+static int cfunction_place(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  int loaded = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, loaded)) {
+    if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        if (lua_rawequal(L, -1, idx) && lua_type(L, -2) == LUA_TSTRING) {
+          /* stack: loaded, modname, modtable, field, value */
+          lua_pop(L, 1);
+          lua_remove(L, -2);
+          lua_remove(L, loaded);
+          return 1; /* modname, field */
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int pack_value(packer_t *pk, int idx, const char *where);
+
+static int pack_function(packer_t *pk, int idx, const char *where) {
+  lua_State *L = pk->L;
+  mb_enc_t *e = pk->e;
+  idx = lua_absindex(L, idx);
+  if (lua_iscfunction(L, idx)) {
+    if (!cfunction_place(L, idx)) {
+      lua_pushfstring(L, "%s: cannot send a C function that is not in a loaded module", where);
+      return -1;
+    }
+    mb_enc_tuple(e, 3);
+    atom(e, "$cfn");
+    mb_enc_binary(e, lua_tostring(L, -2), lua_rawlen(L, -2));
+    mb_enc_binary(e, lua_tostring(L, -1), lua_rawlen(L, -1));
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, pk->memo) == LUA_TNUMBER) {
+    mb_enc_tuple(e, 2);
+    atom(e, "$fnref");
+    mb_enc_int(e, lua_tointeger(L, -1));
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pop(L, 1);
+  int id = ++pk->next_id;
+  lua_pushvalue(L, idx);
+  lua_pushinteger(L, id);
+  lua_rawset(L, pk->memo);
+  dumpbuf_t b = {0};
+  lua_pushvalue(L, idx);
+  int r = lua_dump(L, writer, &b, 0);
+  lua_pop(L, 1);
+  if (r) {
+    free(b.p);
+    lua_pushfstring(L, "%s: cannot dump this function", where);
+    return -1;
+  }
+  int nup = 0;
+  while (lua_getupvalue(L, idx, nup + 1)) {
+    lua_pop(L, 1);
+    nup++;
+  }
+  mb_enc_tuple(e, 4);
+  atom(e, "$fn");
+  mb_enc_int(e, id);
+  mb_enc_binary(e, b.p, b.n);
+  free(b.p);
+  if (nup) mb_enc_list(e, (uint32_t)nup);
+  for (int i = 1; i <= nup; i++) {
+    const char *name = lua_getupvalue(L, idx, i);
+    char sub[160];
+    snprintf(sub, sizeof sub, "%s: upvalue '%s'", where, name && *name ? name : "?");
+    int rr = pack_value(pk, -1, sub);
+    lua_pop(L, 1);
+    if (rr) return rr;
+  }
+  mb_enc_nil(e);
+  return 0;
+}
+
+static int pack_value(packer_t *pk, int idx, const char *where) {
+  lua_State *L = pk->L;
+  mb_enc_t *e = pk->e;
+  idx = lua_absindex(L, idx);
+  switch (lua_type(L, idx)) {
+  case LUA_TFUNCTION:
+    return pack_function(pk, idx, where);
+  case LUA_TTABLE:
+    lua_pushglobaltable(L);
+    if (lua_rawequal(L, -1, idx)) {
+      lua_pop(L, 1);
+      mb_enc_tuple(e, 1);
+      atom(e, "$G");
+      return 0;
+    }
+    lua_pop(L, 1);
+    if (module_name(L, idx)) {
+      mb_enc_tuple(e, 2);
+      atom(e, "$mod");
+      mb_enc_binary(e, lua_tostring(L, -1), lua_rawlen(L, -1));
+      lua_pop(L, 1);
+      return 0;
+    }
+    break;
+  default:
+    break;
+  }
+  char err[256];
+  if (mb_lterm_encode(L, idx, e, where, err, sizeof err)) {
+    lua_pushstring(L, err);
+    return -1;
+  }
+  return 0;
+}
+
+int mbl_pack(lua_State *L, int fidx, int nargs, mb_enc_t *e) {
+  fidx = lua_absindex(L, fidx);
+  lua_newtable(L);
+  packer_t pk = {L, e, lua_gettop(L), 0};
+  mb_enc_tuple(e, 3);
+  atom(e, "$spawn");
+  int r;
+  if (lua_istable(L, fidx)) { /* {module_name, function_name} */
+    lua_rawgeti(L, fidx, 1);
+    lua_rawgeti(L, fidx, 2);
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 3);
+      lua_pushstring(L, "spawn: expected a function or {module_name, function_name}");
+      return -1;
+    }
+    mb_enc_tuple(e, 3);
+    atom(e, "$mfa");
+    mb_enc_binary(e, lua_tostring(L, -2), lua_rawlen(L, -2));
+    mb_enc_binary(e, lua_tostring(L, -1), lua_rawlen(L, -1));
+    lua_pop(L, 2);
+    r = 0;
+  } else if (lua_isfunction(L, fidx)) {
+    r = pack_function(&pk, fidx, "spawn: function");
+  } else {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "spawn: expected a function or {module_name, function_name}, got %s",
+                    luaL_typename(L, fidx));
+    return -1;
+  }
+  if (r == 0) {
+    if (nargs) mb_enc_list(e, (uint32_t)nargs);
+    for (int i = 1; i <= nargs && r == 0; i++) {
+      char where[32];
+      snprintf(where, sizeof where, "spawn: argument #%d", i);
+      r = pack_value(&pk, fidx + i, where);
+    }
+    mb_enc_nil(e);
+  }
+  if (r) {
+    lua_remove(L, pk.memo); /* leaves the message */
+    return -1;
+  }
+  lua_pop(L, 1);
+  if (e->err) {
+    lua_pushfstring(L, "spawn: %s", mb_strerror(e->err));
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- unpacking, in the target VM ---- */
+
+typedef struct unpacker {
+  lua_State *L;
+  mb_dec_t *d;
+  int memo;     /* id -> function */
+} unpacker_t;
+
+typedef struct chunk {
+  const uint8_t *p;
+  size_t n;
+} chunk_t;
+
+static const char *reader(lua_State *L, void *ud, size_t *size) {
+  (void)L;
+  chunk_t *c = ud;
+  if (!c->n) return NULL;
+  *size = c->n;
+  c->n = 0;
+  return (const char *)c->p;
+}
+
+/* Reads a binary as a Lua string pushed; -1 on error. */
+static int push_binary(lua_State *L, mb_dec_t *d) {
+  const uint8_t *p;
+  size_t n;
+  if (mb_dec_binary(d, &p, &n)) return -1;
+  lua_pushlstring(L, (const char *)p, n);
+  return 0;
+}
+
+/* If the next term is a tuple tagged with a '$' atom, returns the tag. */
+static int peek_tag(const mb_dec_t *d, char *tag, size_t cap) {
+  mb_dec_t pk = *d;
+  uint32_t arity;
+  const char *s;
+  size_t len;
+  if (mb_dec_type(&pk) != MB_T_TUPLE || mb_dec_tuple(&pk, &arity) || arity < 1) return 0;
+  if (mb_dec_type(&pk) != MB_T_ATOM || mb_dec_atom(&pk, &s, &len)) return 0;
+  if (len < 2 || s[0] != '$' || len >= cap) return 0;
+  memcpy(tag, s, len);
+  tag[len] = 0;
+  return 1;
+}
+
+static int unpack_value(unpacker_t *u);
+
+static int skip_tag(mb_dec_t *d, uint32_t *arity) {
+  const char *s;
+  size_t len;
+  return mb_dec_tuple(d, arity) || mb_dec_atom(d, &s, &len);
+}
+
+static int unpack_fn(unpacker_t *u) {
+  lua_State *L = u->L;
+  mb_dec_t *d = u->d;
+  uint32_t arity, n = 0;
+  int64_t id;
+  const uint8_t *code;
+  size_t clen;
+  if (skip_tag(d, &arity) || arity != 4 || mb_dec_int(d, &id) || mb_dec_binary(d, &code, &clen))
+    return -1;
+  chunk_t c = {code, clen};
+  if (lua_load(L, reader, &c, "=spawn", "b") != LUA_OK) return -1;
+  int f = lua_gettop(L);
+  lua_pushvalue(L, f);
+  lua_rawseti(L, u->memo, id);
+  if (mb_dec_type(d) == MB_T_LIST && mb_dec_list(d, &n)) return -1;
+  for (uint32_t i = 1; i <= n; i++) {
+    if (unpack_value(u)) return -1;
+    if (!lua_setupvalue(L, f, (int)i)) lua_pop(L, 1);
+  }
+  return mb_dec_nil(d);
+}
+
+static int unpack_value(unpacker_t *u) {
+  lua_State *L = u->L;
+  mb_dec_t *d = u->d;
+  char tag[16];
+  uint32_t arity;
+  if (!peek_tag(d, tag, sizeof tag)) return mb_lterm_decode(L, d) ? -1 : 0;
+  if (!strcmp(tag, "$fn")) return unpack_fn(u);
+  if (skip_tag(d, &arity)) return -1;
+  if (!strcmp(tag, "$fnref")) {
+    int64_t id;
+    if (mb_dec_int(d, &id)) return -1;
+    lua_rawgeti(L, u->memo, id);
+    return 0;
+  }
+  if (!strcmp(tag, "$G")) {
+    lua_pushglobaltable(L);
+    return 0;
+  }
+  if (!strcmp(tag, "$mod") || !strcmp(tag, "$cfn") || !strcmp(tag, "$mfa")) {
+    lua_getglobal(L, "require");
+    if (push_binary(L, d)) return -1;
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      lua_remove(L, -1);
+      return -1;
+    }
+    if (tag[1] == 'm' && tag[2] == 'o') return 0;
+    if (!lua_istable(L, -1) || push_binary(L, d)) return -1;
+    lua_gettable(L, -2);
+    lua_remove(L, -2);
+    return 0;
+  }
+  return -1;
+}
+
+int mbl_unpack(lua_State *L, const uint8_t *blob, size_t len) {
+  mb_dec_t d;
+  int top = lua_gettop(L);
+  lua_newtable(L);
+  unpacker_t u = {L, &d, lua_gettop(L)};
+  uint32_t arity, n = 0;
+  if (mb_dec_init(&d, mbl_vm(L) ? mb_runtime_nodes(mbl_vm(L)->brt->rt) : NULL, blob, len) ||
+      skip_tag(&d, &arity) || arity != 3 || unpack_value(&u))
+    goto bad;
+  if (lua_isnil(L, -1)) goto bad;
+  if (mb_dec_type(&d) == MB_T_LIST && mb_dec_list(&d, &n)) goto bad;
+  for (uint32_t i = 0; i < n; i++)
+    if (unpack_value(&u)) goto bad;
+  if (mb_dec_nil(&d)) goto bad;
+  lua_remove(L, u.memo);
+  return (int)n;
+bad:
+  lua_settop(L, top);
+  lua_pushliteral(L, "spawn: cannot start the function in this scheduler's VM");
+  return -1;
+}
