@@ -78,10 +78,10 @@ size_t mb_mailbox_len(mb_proc_t *self) {
   return atomic_load_explicit(&self->qlen, memory_order_relaxed);
 }
 
-int mb_queue_remove_down(mb_proc_t *p, mb_ref_t ref) {
+int mb_queue_remove_kind(mb_proc_t *p, int kind, mb_ref_t ref) {
   int n = 0;
   for (mb_msg_t **slot = &p->qhead; *slot;) {
-    if ((*slot)->kind == MB_K_DOWN && mb_ref_equal((*slot)->ref, ref)) {
+    if ((*slot)->kind == kind && mb_ref_equal((*slot)->ref, ref)) {
       mb_msg_free(unlink_at(p, slot));
       n++;
     } else {

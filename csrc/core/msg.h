@@ -17,7 +17,8 @@ typedef enum mb_kind {
   MB_K_LINK,        /* from wants a link */
   MB_K_UNLINK,      /* from removed its link */
   MB_K_MONITOR,     /* from monitors the receiver under ref */
-  MB_K_DEMONITOR    /* from dropped monitor ref */
+  MB_K_DEMONITOR,   /* from dropped monitor ref */
+  MB_K_REPLY        /* a reply tagged with ref; dropped if the receiver abandoned ref */
 } mb_kind_t;
 
 typedef struct mb_shared {
@@ -33,7 +34,7 @@ struct mb_msg {
   mb_shared_t *shared;  /* NULL for an inline payload */
   uint32_t len;
   uint8_t kind;         /* mb_kind_t */
-  mb_ref_t ref;         /* DOWN, MONITOR, DEMONITOR */
+  mb_ref_t ref;         /* DOWN, MONITOR, DEMONITOR, REPLY */
 };
 
 /* Header size, rounded so the payload after it stays aligned. */

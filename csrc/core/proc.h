@@ -19,6 +19,7 @@ typedef struct mb_sched mb_sched_t;
 #define MB_CTL_ALIVE ((uint64_t)1 << 31)
 #define MB_CTL_REFS ((uint64_t)0x7fffffff)
 #define MB_SERIAL_MASK 0xffffffu
+#define MB_ABANDONED 64
 
 /* Scheduling state; transitions WAITING -> RUNNABLE are made by whoever wins a CAS. */
 enum { MB_PS_FREE = 0, MB_PS_RUNNABLE, MB_PS_RUNNING, MB_PS_WAITING, MB_PS_EXITING };
@@ -63,6 +64,8 @@ struct mb_proc {
   int64_t timeout_ms;             /* for the next wait, < 0: none */
   mb_timer_t wait_timer;          /* receive-timeout timer, 0: none */
   uint32_t wait_seq;              /* which wait a timeout belongs to */
+  mb_ref_t *abandoned;            /* ring of MB_ABANDONED refs whose replies are dropped */
+  uint32_t nabandoned;
   atomic_int trap_exit;            /* written by the owner, read by inspectors */
   uint8_t timed_out, exit_pending;
   /* registry and pubsub, under their locks */
@@ -133,7 +136,7 @@ int mb_mons_remove(mb_proc_t *p, mb_ref_t ref, mb_monitor_t *out);
 /* Private queue (mailbox.c, owner thread). */
 void mb_queue_append(mb_proc_t *p, mb_msg_t *m);
 void mb_queue_reset_scan(mb_proc_t *p);
-/* Removes queued DOWN messages for ref; returns how many. */
-int mb_queue_remove_down(mb_proc_t *p, mb_ref_t ref);
+/* Removes queued messages of kind (DOWN, REPLY) tagged ref; returns how many. */
+int mb_queue_remove_kind(mb_proc_t *p, int kind, mb_ref_t ref);
 void mb_queue_free_all(mb_proc_t *p);
 #endif

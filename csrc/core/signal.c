@@ -80,12 +80,30 @@ static void exit_signal(mb_proc_t *p, mb_pid_t from, const uint8_t *reason, size
   }
 }
 
+/* 1 if ref was abandoned (and forgets it: one reply per ref). */
+static int take_abandoned(mb_proc_t *p, mb_ref_t ref) {
+  uint32_t n = p->nabandoned < MB_ABANDONED ? p->nabandoned : MB_ABANDONED;
+  for (uint32_t i = 0; i < n; i++) {
+    if (mb_ref_equal(p->abandoned[i], ref)) {
+      memset(&p->abandoned[i], 0, sizeof p->abandoned[i]);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static void apply(mb_proc_t *p, mb_msg_t *m) {
   mb_monitor_t mon;
   switch ((mb_kind_t)m->kind) {
   case MB_K_MSG:
     mb_queue_append(p, m);
     return;
+  case MB_K_REPLY:
+    if (!take_abandoned(p, m->ref)) {
+      mb_queue_append(p, m);
+      return;
+    }
+    break;
   case MB_K_DOWN:
     if (mb_mons_remove(p, m->ref, &mon)) {
       mb_queue_append(p, m);
@@ -190,6 +208,9 @@ void mb_proc_terminate(mb_proc_t *p, int shutdown) {
   mb_proc_unlock(p);
   free(p->reason);
   p->reason = NULL;
+  free(p->abandoned);
+  p->abandoned = NULL;
+  p->nabandoned = 0;
   p->bstate = NULL;
   mb_sched_t *s = p->sched;
   atomic_fetch_sub_explicit(&s->nprocs, 1, memory_order_relaxed);
@@ -229,9 +250,32 @@ int mb_demonitor(mb_proc_t *self, mb_ref_t ref, int flush) {
   if (active) send_signal(self->rt, MB_K_DEMONITOR, self->pid, mon.pid, ref, NULL, 0);
   if (flush) {
     mb_proc_drain(self);
-    mb_queue_remove_down(self, ref);
+    mb_queue_remove_kind(self, MB_K_DOWN, ref);
   }
   return active;
+}
+
+int mb_send_reply(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, mb_ref_t ref, const uint8_t *term,
+                  size_t len) {
+  if (!term || len < 2 || len > UINT32_MAX) return MB_EBADTERM;
+  send_signal(rt, MB_K_REPLY, from, to, ref, term, len);
+  return 0;
+}
+
+int mb_abandon_reply(mb_proc_t *self, mb_ref_t ref) {
+  if (!self->abandoned && !(self->abandoned = calloc(MB_ABANDONED, sizeof(mb_ref_t))))
+    return MB_ENOMEM;
+  self->abandoned[self->nabandoned++ % MB_ABANDONED] = ref;
+  /* a reply already queued is dropped now: later ones at arrival */
+  mb_proc_drain(self);
+  for (mb_msg_t **slot = &self->qhead; *slot; slot = &(*slot)->next) {
+    if ((*slot)->kind == MB_K_REPLY && mb_ref_equal((*slot)->ref, ref)) {
+      take_abandoned(self, ref);
+      mb_queue_remove_kind(self, MB_K_REPLY, ref);
+      break;
+    }
+  }
+  return 0;
 }
 
 int mb_exit_signal(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, const uint8_t *reason, size_t len) {

@@ -341,6 +341,14 @@ int mb_demonitor(mb_proc_t *self, mb_ref_t ref, int flush);
  * normal is ignored unless trapped or sent to itself; kill cannot be trapped. */
 int mb_exit_signal(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, const uint8_t *reason, size_t len);
 
+/* Sends a reply tagged ref (a gen call's answer): like mb_send, but a receiver
+ * that abandoned ref drops it on arrival. */
+int mb_send_reply(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, mb_ref_t ref, const uint8_t *term,
+                  size_t len);
+/* Gives up waiting for the reply tagged ref (a call timed out): a queued one is
+ * removed, a later one dropped (the last 64 abandoned refs are remembered). */
+int mb_abandon_reply(mb_proc_t *self, mb_ref_t ref);
+
 /* ---------------------------------------------------------------- refs, timers */
 
 /* A reference unique in this runtime. */

@@ -23,6 +23,13 @@ void mbl_encode_msg(lua_State *L, int idx, mb_enc_t *e, const char *what) {
   }
 }
 
+int mbl_encode_reason(lua_State *L, int idx, mb_enc_t *e, char *err, size_t errlen) {
+  size_t len;
+  if (lua_type(L, idx) == LUA_TSTRING && (lua_tolstring(L, idx, &len), len <= 255))
+    return mb_enc_atom(e, lua_tostring(L, idx), len);
+  return mb_lterm_encode(L, idx, e, "reason", err, errlen);
+}
+
 /* A pid from a pid value or a registered name; raises on anything else. */
 static mb_pid_t dest_pid(lua_State *L, mb_runtime_t *rt, int idx, const char *fn) {
   if (lua_type(L, idx) == LUA_TSTRING) {
@@ -99,7 +106,7 @@ static int l_exit_signal(lua_State *L) {
   mb_enc_t e;
   char err[256];
   mb_enc_init(&e, mb_runtime_nodes(rt), 0);
-  if (mb_lterm_encode(L, 2, &e, "reason", err, sizeof err)) {
+  if (mbl_encode_reason(L, 2, &e, err, sizeof err)) {
     mb_enc_discard(&e);
     return luaL_error(L, "exit: %s", err);
   }
@@ -180,6 +187,40 @@ static int l_cancel_timer(lua_State *L) {
   if (left < 0) lua_pushboolean(L, 0);
   else lua_pushinteger(L, left);
   return 1;
+}
+
+/* reply(pid, ref, value): sends {ref, value} as a reply to a gen call */
+static int l_reply(lua_State *L) {
+  mb_runtime_t *rt = mbl_rt(L);
+  mb_pid_t to = mb_lterm_checkpid(L, 1);
+  mb_ref_t ref;
+  if (!mb_lterm_toref(L, 2, &ref)) return luaL_typeerror(L, 2, "ref");
+  luaL_checkany(L, 3);
+  mb_enc_t e;
+  char err[256];
+  mb_enc_init(&e, mb_runtime_nodes(rt), 0);
+  mb_enc_tuple(&e, 2);
+  mb_enc_ref(&e, ref);
+  if (mb_lterm_encode(L, 3, &e, "reply", err, sizeof err)) {
+    mb_enc_discard(&e);
+    return luaL_error(L, "%s", err);
+  }
+  size_t len;
+  uint8_t *b = mb_enc_finish(&e, &len);
+  int r = b ? mb_send_reply(rt, self_pid(L), to, ref, b, len) : MB_ENOMEM;
+  free(b);
+  if (r) return luaL_error(L, "reply: %s", mb_strerror(r));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* abandon(ref): a reply tagged ref will be dropped */
+static int l_abandon(lua_State *L) {
+  mbl_proc_t *lp = mbl_self(L, 0);
+  mb_ref_t ref;
+  if (!mb_lterm_toref(L, 1, &ref)) return luaL_typeerror(L, 1, "ref");
+  mb_abandon_reply(lp->self, ref);
+  return 0;
 }
 
 static int l_is_pid(lua_State *L) {
@@ -396,7 +437,7 @@ static const luaL_Reg funcs[] = {
   {"exit_signal", l_exit_signal}, {"trap_exit", l_trap_exit},
   {"register", l_register}, {"unregister", l_unregister}, {"whereis", l_whereis},
   {"send_after", l_send_after}, {"cancel_timer", l_cancel_timer},
-  {"make_ref", l_make_ref}, {"is_pid", l_is_pid}, {"alive", l_alive}, {"info", l_info}, {"processes", l_processes},
+  {"make_ref", l_make_ref}, {"is_pid", l_is_pid}, {"reply", l_reply}, {"abandon", l_abandon}, {"alive", l_alive}, {"info", l_info}, {"processes", l_processes},
   {"stats", l_stats}, {"schedulers", l_schedulers}, {"scheduler", l_scheduler},
   {"subscribe", l_subscribe}, {"unsubscribe", l_unsubscribe}, {"broadcast", l_broadcast},
   {"subscribers", l_subscribers},

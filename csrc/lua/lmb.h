@@ -84,6 +84,11 @@ int mbl_unpack(lua_State *L, const uint8_t *blob, size_t len);
  * path on failure). The block has room for a message header. */
 void mbl_encode_msg(lua_State *L, int idx, mb_enc_t *e, const char *what);
 
+/* Encodes an exit reason: a string becomes an atom ("normal", "kill",
+ * "shutdown" are atoms to the core and to Erlang), anything else as a message.
+ * Returns 0, or an MB_E* code with err filled. */
+int mbl_encode_reason(lua_State *L, int idx, mb_enc_t *e, char *err, size_t errlen);
+
 /* Crash reports: calls the VM's reporter (set by moonbeam/init.lua) or prints. */
 void mbl_report_crash(mbl_vm_t *vm, mbl_proc_t *lp, int erridx);
 

@@ -109,7 +109,7 @@ static void set_error_reason(mbl_proc_t *lp) {
     if (is_exit) {
       lua_getfield(co, err, "reason");
       mb_enc_init(&e, mb_runtime_nodes(lp->vm->brt->rt), 0);
-      if (mb_lterm_encode(co, -1, &e, "reason", msg, sizeof msg) == 0) {
+      if (mbl_encode_reason(co, -1, &e, msg, sizeof msg) == 0) {
         size_t len;
         uint8_t *b = mb_enc_finish(&e, &len);
         if (b) mb_proc_exit(lp->self, b, len);
