@@ -67,6 +67,7 @@ void mb_runtime_stop(mb_runtime_t *rt) {
 
 static void close_loop(mb_sched_t *s) {
   if (!s->rt) return; /* never initialised */
+  if (s->index == 0) mb_ossignal_close(s->rt);
   uv_close((uv_handle_t *)&s->wake, NULL);
   uv_close((uv_handle_t *)&s->sleep_timer, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);

@@ -7,6 +7,8 @@
 #include "scheduler.h"
 #include "strmap.h"
 
+#define MB_NSIG 32
+
 struct mb_runtime {
   int nsched;
   mb_sched_t *scheds;
@@ -29,11 +31,18 @@ struct mb_runtime {
   pthread_mutex_t wd_lock;
   pthread_cond_t wd_cond;
   int freed_sched0;
+  /* OS signals forwarded as messages (ossignal.c); handles owned by scheduler 0 */
+  _Atomic mb_pid_t sig_pids[MB_NSIG];
+  atomic_int sig_dirty;
+  uv_signal_t *sig_handles[MB_NSIG];
 };
 
 /* Registry and pubsub cleanup for an exiting process. */
 void mb_registry_drop(mb_runtime_t *rt, mb_proc_t *p);
 void mb_pubsub_drop(mb_runtime_t *rt, mb_proc_t *p);
+/* OS signal watchers: started/stopped by scheduler 0 on its thread. */
+void mb_ossignal_sync(mb_sched_t *s);
+void mb_ossignal_close(mb_runtime_t *rt);
 /* Preemption watchdog. */
 int mb_watchdog_start(mb_runtime_t *rt);
 void mb_watchdog_stop(mb_runtime_t *rt);

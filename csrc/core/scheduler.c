@@ -168,6 +168,7 @@ static void sleep_until_work(mb_sched_t *s, uint64_t now_ns) {
 /* One pass of the loop; blocks only if may_block and nothing is ready. */
 static void iteration(mb_sched_t *s, int may_block, uint64_t budget_ns) {
   take_remote(s);
+  if (s->index == 0) mb_ossignal_sync(s);
   uint64_t start = mb_now_ns(), now = start;
   fire_timers(s, now);
   unsigned n = 0;

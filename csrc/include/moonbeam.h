@@ -386,6 +386,11 @@ int mb_broadcast(mb_runtime_t *rt, mb_pid_t from, const char *topic, mb_pid_t sk
 /* Number of subscribers of topic. */
 int mb_subscribers(mb_runtime_t *rt, const char *topic);
 
+/* Delivers the OS signal signum (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
+ * SIGUSR2) to pid as the message {signal, 'SIGTERM'} instead of its default
+ * action; pid 0 restores the default. Watched on scheduler 0's loop. */
+int mb_signal_notify(mb_runtime_t *rt, int signum, mb_pid_t pid);
+
 /* ---------------------------------------------------------------- observability */
 
 typedef struct mb_stats {

@@ -1,6 +1,7 @@
 /* lapi.c: luaopen_moonbeam_core, the functions moonbeam/init.lua builds on.
  * Conventions (DESIGN.md): misuse raises; what can fail in normal operation
  * returns nil, err. Scheduler indexes are 1-based on the Lua side. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,6 +224,22 @@ static int l_abandon(lua_State *L) {
   return 0;
 }
 
+/* on_signal(name, [pid]): deliver the OS signal as {"signal", name} to pid
+ * (the caller by default); on_signal(name, false) restores the default. */
+static int l_on_signal(lua_State *L) {
+  static const char *const names[] = {"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", NULL};
+  static const int nums[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  mb_runtime_t *rt = mbl_rt(L);
+  int i = luaL_checkoption(L, 1, NULL, names);
+  mb_pid_t pid;
+  if (lua_isboolean(L, 2) && !lua_toboolean(L, 2)) pid = 0;
+  else if (lua_isnoneornil(L, 2)) pid = mb_self(mbl_self(L, 0)->self);
+  else pid = mb_lterm_checkpid(L, 2);
+  mb_signal_notify(rt, nums[i], pid);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_is_pid(lua_State *L) {
   lua_pushboolean(L, mb_lterm_topid(L, 1) != 0);
   return 1;
@@ -437,7 +454,7 @@ static const luaL_Reg funcs[] = {
   {"exit_signal", l_exit_signal}, {"trap_exit", l_trap_exit},
   {"register", l_register}, {"unregister", l_unregister}, {"whereis", l_whereis},
   {"send_after", l_send_after}, {"cancel_timer", l_cancel_timer},
-  {"make_ref", l_make_ref}, {"is_pid", l_is_pid}, {"reply", l_reply}, {"abandon", l_abandon}, {"alive", l_alive}, {"info", l_info}, {"processes", l_processes},
+  {"make_ref", l_make_ref}, {"is_pid", l_is_pid}, {"reply", l_reply}, {"on_signal", l_on_signal}, {"abandon", l_abandon}, {"alive", l_alive}, {"info", l_info}, {"processes", l_processes},
   {"stats", l_stats}, {"schedulers", l_schedulers}, {"scheduler", l_scheduler},
   {"subscribe", l_subscribe}, {"unsubscribe", l_unsubscribe}, {"broadcast", l_broadcast},
   {"subscribers", l_subscribers},

@@ -245,6 +245,14 @@ function mb.broadcast(topic, msg, skip) return core.broadcast(topic, msg, skip) 
 ---@return integer
 function mb.subscribers(topic) return core.subscribers(topic) end
 
+--- Delivers an OS signal ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1",
+--- "SIGUSR2") to a process (the caller by default) as the message
+--- `{"signal", name}` instead of its default action; `false` restores it.
+---@param name string
+---@param pid? moonbeam.pid|false
+---@return true
+function mb.on_signal(name, pid) return core.on_signal(name, pid) end
+
 --- Whether `v` is a pid.
 ---@param v any
 ---@return boolean
