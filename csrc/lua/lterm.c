@@ -517,7 +517,10 @@ static int dec_value(lua_State *L, mb_dec_t *d, int depth)
   mb_pid_t pid;
   mb_ref_t ref;
   int r, t = mb_dec_type(d);
-  if ((t == MB_T_TUPLE || t == MB_T_LIST || t == MB_T_MAP) && depth >= DEPTH) return MB_EDEPTH;
+  /* every Lua table counts, [] and strings too, so whatever decodes re-encodes */
+  if ((t == MB_T_TUPLE || t == MB_T_LIST || t == MB_T_MAP || t == MB_T_NIL || t == MB_T_STRING) &&
+      depth >= DEPTH)
+    return MB_EDEPTH;
   switch (t) {
   case MB_T_ATOM:
     if ((r = mb_dec_atom(d, &s, &n))) return r;
