@@ -1,6 +1,9 @@
 -- moonbeam.registry: Elixir's Registry (OTP-SEMANTICS.md "Registry").
 local mb = require "moonbeam"
 local registry = require "moonbeam.registry"
+-- Spawned functions are copied with their upvalues; under busted a global
+-- would resolve in busted's sandbox environment, so they use these locals.
+local ipairs, type = ipairs, type
 
 local function run(fn) return mb.run(fn, {schedulers = 2}) end
 
