@@ -1,0 +1,581 @@
+--- moonbeam.gen: the protocol every OTP-style server speaks (docs/gen_protocol.md),
+--- and what the behaviours share to start their processes.
+---
+--- The five functions other modules build on keep these signatures:
+---
+---   gen.whereis(server)                      -> pid | nil
+---       server: a pid (returned as is), a registered name (string), or
+---       {"via", registry, key}: resolved with
+---       require("moonbeam.registry").whereis_name(registry, key), or with
+---       registry.whereis_name(key) when `registry` is a table (a custom via
+---       module with whereis_name/register_name).
+---   gen.call(server, request, timeout, label) -> reply
+---       timeout: ms or "infinity" (nil: 5000). label names the behaviour in
+---       the exit reason (nil: "gen"). Fails (mb.exit) with
+---       {reason, {label, "call", {server, request}}}: reason is "noproc" for a
+---       dead or unknown server, the server's exit reason if it dies during the
+---       call, "timeout" after the timeout (the late reply is then dropped and
+---       never reaches the caller's mailbox), "calling_self" for a call to itself.
+---   gen.cast(server, request)                 -> "ok"
+---       Always "ok", even to a dead or unknown server.
+---   gen.reply(from, value)                    -> "ok"
+---       from: the {pid, ref} a server got with a call.
+---   gen.stop(server, reason, timeout, label)  -> "ok"
+---       Sends {"$gen_stop", reason} and waits for the server to exit (reason
+---       nil: "normal", timeout nil: "infinity"). Fails with
+---       {"noproc" | "timeout" | other_exit_reason, {label, "stop", {server, reason}}}.
+---
+--- Starting (used by gen_server, supervisor, dynamic_supervisor, and open to
+--- any behaviour): `gen.start(fn, opts)` spawns a process running
+--- `fn(starter, ...)`, registers its name first when `opts.name` is given, and
+--- waits until `fn` calls `gen.init_ack(starter, status, value)`.
+---
+--- Functions and tables of functions cannot travel in messages, and a spawned
+--- function loses the identity of what it closes over. `gen.pack(value)` turns
+--- any value made of data, tables (cycles and sharing kept), Lua functions (with
+--- their upvalues, shared cells kept) and module references into plain data,
+--- and `gen.unpack(data)` rebuilds it in another process, on any scheduler.
+--- A table or function that is a loaded module, or a field of one, travels as
+--- its name and is re-required on the other side.
+local mb = require "moonbeam"
+local core = require "moonbeam.core"
+
+local gen = {}
+
+local unpack = table.unpack
+local fmt = string.format
+
+-- ------------------------------------------------------------------ packing
+
+local tuple_mt = debug.getregistry()["moonbeam.tuple"]
+
+local function is_cfunction(f)
+  return debug.getinfo(f, "S").what == "C"
+end
+
+-- Plain data: what mb.send can carry as is (no function, no metatable but a
+-- tuple's, no cycle, no table met twice).
+local function is_plain(v, seen, depth)
+  local t = type(v)
+  if t == "table" then
+    if seen[v] or depth > 200 then return false end
+    local mt = debug.getmetatable(v)
+    if mt ~= nil and mt ~= tuple_mt then return false end
+    seen[v] = true
+    for k, x in next, v do
+      if not is_plain(k, seen, depth + 1) or not is_plain(x, seen, depth + 1) then return false end
+    end
+    return true
+  end
+  return t ~= "function" and t ~= "thread"
+end
+
+-- Where loaded modules and their fields are, for this VM, right now.
+local function module_index()
+  local mods, fields = {}, {}
+  for name, mod in next, package.loaded do
+    if type(name) == "string" and type(mod) == "table" and name ~= "_G" then
+      if mods[mod] == nil then mods[mod] = name end
+    end
+  end
+  for name, mod in next, package.loaded do
+    if type(name) == "string" and type(mod) == "table" then
+      for k, v in next, mod do
+        local tv = type(v)
+        if type(k) == "string" and (tv == "function" or tv == "table") and fields[v] == nil
+            and mods[v] == nil then
+          -- _G's own Lua values are the caller's globals, not a module's: copy them.
+          if name ~= "_G" or (tv == "function" and is_cfunction(v)) then
+            fields[v] = {name, k}
+          end
+        end
+      end
+    end
+  end
+  return mods, fields
+end
+
+local Packer = {}
+Packer.__index = Packer
+
+function Packer:desc(v, where)
+  local t = type(v)
+  if t == "table" then
+    if v == _G then return {"G"} end
+    local name = self.mods[v]
+    if name then return {"mod", name} end
+    local place = self.fields[v]
+    if place then return {"field", place[1], place[2]} end
+    local id = self.table_ids[v]
+    if id then return {"t", id} end
+    id = #self.tables + 1
+    self.table_ids[v] = id
+    local entry = {0}
+    self.tables[id] = entry
+    local mt = debug.getmetatable(v)
+    if mt == tuple_mt then
+      entry[1] = 1
+    elseif mt ~= nil then
+      entry[1] = self:desc(mt, where .. " (metatable)")
+    end
+    for k, x in next, v do
+      entry[#entry + 1] = self:desc(k, where)
+      entry[#entry + 1] = self:desc(x, type(k) == "string" and (where .. "." .. k) or (where .. "[...]"))
+    end
+    return {"t", id}
+  elseif t == "function" then
+    local place = self.fields[v]
+    if place then return {"field", place[1], place[2]} end
+    local id = self.fn_ids[v]
+    if id then return {"f", id} end
+    if is_cfunction(v) then
+      error(fmt("%s: cannot send a C function that is not in a loaded module", where), 0)
+    end
+    id = #self.funcs + 1
+    self.fn_ids[v] = id
+    local entry = {string.dump(v), {}}
+    self.funcs[id] = entry
+    local ups = entry[2]
+    local i = 1
+    while true do
+      local name, value = debug.getupvalue(v, i)
+      if name == nil then break end
+      local d
+      if name == "_ENV" and type(value) == "table" and value ~= _G and getmetatable(value) ~= nil then
+        d = {"G"} -- a sandboxing proxy (busted's spec environment): the target's globals
+      elseif value == nil then
+        d = {"nil"}
+      else
+        d = self:desc(value, fmt("%s: upvalue '%s'", where, name ~= "" and name or "?"))
+      end
+      local uid = debug.upvalueid(v, i)
+      local cell = self.cells[uid]
+      if not cell then
+        cell = self.ncells + 1
+        self.ncells = cell
+        self.cells[uid] = cell
+      end
+      ups[#ups + 1] = d
+      ups[#ups + 1] = cell
+      i = i + 1
+    end
+    return {"f", id}
+  elseif t == "thread" then
+    error(fmt("%s: cannot send a coroutine", where), 0)
+  end
+  return v
+end
+
+--- Turns `value` into plain data that mb.send and mb.spawn can carry: tables
+--- of functions, closures (with their upvalues), cycles and shared tables are
+--- all kept. Rebuild it with `gen.unpack`, in any process.
+---@param value any
+---@param where? string what to name in an error (default "value")
+---@return table data
+function gen.pack(value, where)
+  if is_plain(value, {}, 0) then return {"$raw", value} end
+  local mods, fields = module_index()
+  local p = setmetatable({mods = mods, fields = fields, tables = {}, table_ids = {},
+                          funcs = {}, fn_ids = {}, cells = {}, ncells = 0}, Packer)
+  local ok, root = pcall(p.desc, p, value, where or "value")
+  if not ok then error(root, 2) end
+  return {"$pack", root, p.tables, p.funcs}
+end
+
+local function field_of(name, key)
+  local mod = require(name)
+  return mod[key]
+end
+
+--- Rebuilds a value made by `gen.pack` (in this process's VM).
+---@param data table
+---@return any
+function gen.unpack(data)
+  if type(data) ~= "table" then error("gen.unpack: expected packed data, got " .. type(data), 2) end
+  if data[1] == "$raw" then return data[2] end
+  if data[1] ~= "$pack" then error("gen.unpack: not packed data", 2) end
+  local tdescs, fdescs = data[3], data[4]
+  local tables, funcs = {}, {}
+  for i = 1, #tdescs do tables[i] = {} end
+  for i = 1, #fdescs do
+    local f, err = load(fdescs[i][1], "=packed", "b")
+    if not f then error("gen.unpack: " .. tostring(err), 2) end
+    funcs[i] = f
+  end
+  local function value(d)
+    if type(d) ~= "table" then return d end
+    local tag = d[1]
+    if tag == "t" then return tables[d[2]]
+    elseif tag == "f" then return funcs[d[2]]
+    elseif tag == "G" then return _G
+    elseif tag == "nil" then return nil
+    elseif tag == "mod" then return require(d[2])
+    elseif tag == "field" then return field_of(d[2], d[3])
+    end
+    error("gen.unpack: bad descriptor " .. tostring(tag), 3)
+  end
+  for i = 1, #tdescs do
+    local e, t = tdescs[i], tables[i]
+    for j = 2, #e, 2 do
+      local k = value(e[j])
+      if k ~= nil then rawset(t, k, value(e[j + 1])) end
+    end
+    local m = e[1]
+    if m == 1 then
+      setmetatable(t, tuple_mt)
+    elseif m ~= 0 then
+      setmetatable(t, value(m))
+    end
+  end
+  local cells = {}
+  for i = 1, #fdescs do
+    local f, ups = funcs[i], fdescs[i][2]
+    for j = 1, #ups, 2 do
+      local up = (j + 1) // 2
+      local cell = ups[j + 1]
+      local first = cells[cell]
+      if first then
+        debug.upvaluejoin(f, up, first[1], first[2])
+      else
+        cells[cell] = {f, up}
+        debug.setupvalue(f, up, value(ups[j]))
+      end
+    end
+  end
+  return value(data[2])
+end
+
+-- ------------------------------------------------------------------ names
+
+local function registry_mod() return require "moonbeam.registry" end
+
+local function is_via(server)
+  return type(server) == "table" and server[1] == "via" and server[2] ~= nil and server[3] ~= nil
+end
+
+--- Checks a server name given to a start function: nil, a string, or
+--- {"via", registry, key}. Raises on anything else.
+---@param name any
+---@param who string the function to name in the error
+function gen.check_name(name, who)
+  if name == nil or is_via(name) then return end
+  if type(name) == "string" then
+    if #name == 0 or #name > 255 then error(who .. ": a name must be 1..255 bytes", 3) end
+    return
+  end
+  error(fmt("%s: opts.name must be a string or {\"via\", registry, key}, got %s",
+            who, mb.format(name)), 3)
+end
+
+--- The pid behind a server reference, or nil if there is none.
+---@param server moonbeam.pid|string|table a pid, a registered name or {"via", registry, key}
+---@return moonbeam.pid?
+function gen.whereis(server)
+  if mb.is_pid(server) then return server end
+  local t = type(server)
+  if t == "string" then return mb.whereis(server) end
+  if is_via(server) then
+    local reg, key = server[2], server[3]
+    local pid
+    if type(reg) == "table" and type(reg.whereis_name) == "function" then
+      pid = reg.whereis_name(key)
+    else
+      pid = registry_mod().whereis_name(reg, key)
+    end
+    if mb.is_pid(pid) then return pid end
+    return nil
+  end
+  error(fmt("bad server: a pid, a registered name or {\"via\", registry, key} expected, got %s",
+            t == "table" and mb.format(server) or t), 2)
+end
+
+--- Registers the calling process under `name` (string or via).
+---@param name string|table
+---@return true|nil ok
+---@return moonbeam.pid? existing the process that holds the name when it is taken
+function gen.register_name(name)
+  if type(name) == "string" then
+    if mb.register(name) then return true end
+    return nil, mb.whereis(name)
+  end
+  local reg, key = name[2], name[3]
+  local ok, err
+  if type(reg) == "table" and type(reg.register_name) == "function" then
+    ok, err = reg.register_name(key, mb.self())
+  else
+    ok, err = registry_mod().register_name(reg, key, mb.self())
+  end
+  if ok and ok ~= "no" then return true end
+  if type(err) == "table" and mb.is_pid(err[2]) then return nil, err[2] end
+  return nil, gen.whereis(name)
+end
+
+--- Whether an exit reason is a clean one: "normal", "shutdown" or {"shutdown", _}.
+---@param reason any
+---@return boolean
+function gen.is_clean_exit(reason)
+  return reason == "normal" or reason == "shutdown"
+      or (type(reason) == "table" and reason[1] == "shutdown" and #reason == 2)
+end
+
+--- Structural equality of two values (tables compared key by key), as
+--- Erlang's `==` on terms: what arrives in a message is a copy.
+---@param a any
+---@param b any
+---@return boolean
+function gen.equal(a, b)
+  if a == b then return true end
+  if type(a) ~= "table" or type(b) ~= "table" then return false end
+  for k, v in next, a do
+    if not gen.equal(v, b[k]) then return false end
+  end
+  for k in next, b do
+    if a[k] == nil then return false end
+  end
+  return true
+end
+
+-- ------------------------------------------------------------------ call, cast, reply, stop
+
+local function check_timeout(timeout, who, default)
+  if timeout == nil then return default end
+  if timeout == "infinity" then return nil end
+  if type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout then
+    error(fmt("%s: timeout must be a number of ms >= 0 or \"infinity\", got %s",
+              who, mb.format(timeout)), 3)
+  end
+  return timeout
+end
+--- Checks a timeout argument: ms >= 0 or "infinity" (returned as nil);
+--- nil gives `default`. Raises, naming `who`, on anything else.
+---@param timeout any
+---@param who string
+---@param default? number
+---@return number?
+function gen.check_timeout(timeout, who, default)
+  return check_timeout(timeout, who, default)
+end
+
+--- Calls a server: sends {"$gen_call", {self, ref}, request} and waits for the
+--- reply. See the file header for the failures.
+---@param server moonbeam.pid|string|table
+---@param request any
+---@param timeout? number|"infinity" default 5000
+---@param label? string the behaviour named in an exit reason (default "gen")
+---@return any reply
+function gen.call(server, request, timeout, label)
+  label = label or "gen"
+  local ms = check_timeout(timeout, label .. ".call", 5000)
+  local pid = gen.whereis(server)
+  if not pid then mb.exit({"noproc", {label, "call", {server, request}}}) end
+  local me = mb.self()
+  if pid == me then mb.exit({"calling_self", {label, "call", {server, request}}}) end
+  local ref = mb.monitor(pid)
+  local ok, err = pcall(mb.send, pid, {"$gen_call", {me, ref}, request})
+  if not ok then
+    mb.demonitor(ref, {flush = true})
+    error(label .. ".call: " .. tostring(err), 2)
+  end
+  local msg = mb.receive(function(m)
+    return type(m) == "table" and (m[1] == ref or (m[1] == "DOWN" and m[2] == ref))
+  end, ms)
+  if msg == nil then
+    core.abandon(ref)
+    mb.demonitor(ref, {flush = true})
+    mb.exit({"timeout", {label, "call", {server, request}}})
+  end
+  if msg[1] == ref then
+    mb.demonitor(ref, {flush = true})
+    return msg[2]
+  end
+  mb.exit({msg[5], {label, "call", {server, request}}})
+end
+
+--- Casts a request: {"$gen_cast", request}, no reply. Always "ok".
+---@param server moonbeam.pid|string|table
+---@param request any
+---@return "ok"
+function gen.cast(server, request)
+  local ok, pid = pcall(gen.whereis, server)
+  if not ok then error("cast: " .. tostring(pid), 2) end
+  if pid then
+    local sent, err = pcall(mb.send, pid, {"$gen_cast", request})
+    if not sent then error("cast: " .. tostring(err), 2) end
+  end
+  return "ok"
+end
+
+--- Replies to a call: `from` is the {pid, ref} the server got with it.
+---@param from {[1]: moonbeam.pid, [2]: moonbeam.ref}
+---@param value any
+---@return "ok"
+function gen.reply(from, value)
+  if type(from) ~= "table" or not mb.is_pid(from[1]) or from[2] == nil then
+    error("reply: from must be the {pid, ref} given with the call, got " .. mb.format(from), 2)
+  end
+  core.reply(from[1], from[2], value)
+  return "ok"
+end
+
+--- Stops a server synchronously: it runs its terminate callback and exits
+--- with `reason`; returns "ok" once it is gone.
+---@param server moonbeam.pid|string|table
+---@param reason? any default "normal"
+---@param timeout? number|"infinity" default "infinity"
+---@param label? string default "gen"
+---@return "ok"
+function gen.stop(server, reason, timeout, label)
+  label = label or "gen"
+  if reason == nil then reason = "normal" end
+  local ms = check_timeout(timeout, label .. ".stop", nil)
+  local pid = gen.whereis(server)
+  if not pid then mb.exit({"noproc", {label, "stop", {server, reason}}}) end
+  if pid == mb.self() then mb.exit({"calling_self", {label, "stop", {server, reason}}}) end
+  local ref = mb.monitor(pid)
+  mb.send(pid, {"$gen_stop", reason})
+  local msg = mb.receive(function(m)
+    return type(m) == "table" and m[1] == "DOWN" and m[2] == ref
+  end, ms)
+  if msg == nil then
+    mb.demonitor(ref, {flush = true})
+    mb.exit({"timeout", {label, "stop", {server, reason}}})
+  end
+  local got = msg[5]
+  if gen.equal(got, reason) then return "ok" end
+  mb.exit({got, {label, "stop", {server, reason}}})
+end
+
+-- ------------------------------------------------------------------ spawning and starting
+
+--- Spawns `fn(...)` like mb.spawn_opt, but moves fn and its arguments with
+--- `gen.pack`: tables of functions, shared upvalues and module references
+--- survive the move to another scheduler's VM.
+---@param opts table mb.spawn_opt's options
+---@param fn function|string[]
+---@return moonbeam.pid pid
+---@return moonbeam.ref? ref
+function gen.spawn(opts, fn, ...)
+  if type(fn) ~= "function" and not (type(fn) == "table" and type(fn[1]) == "string") then
+    error("spawn: expected a function or {module_name, function_name}, got " .. type(fn), 2)
+  end
+  local ok, packed = pcall(gen.pack, {fn, table.pack(...)}, "spawn")
+  if not ok then error(packed, 2) end
+  return mb.spawn_opt(opts or {}, {"moonbeam.gen", "_run"}, packed)
+end
+
+local function resolve_fn(fn)
+  if type(fn) == "table" then
+    local mod = type(fn[1]) == "string" and require(fn[1]) or fn[1]
+    local f = mod[fn[2]]
+    if type(f) ~= "function" then error(fmt("%s.%s is not a function", mb.format(fn[1]), fn[2])) end
+    return f
+  end
+  return fn
+end
+
+--- (internal) The body of a process started by gen.spawn.
+function gen._run(packed)
+  local t = gen.unpack(packed)
+  local args = t[2]
+  return resolve_fn(t[1])(unpack(args, 1, args.n))
+end
+
+---@class moonbeam.starter
+---@field starter moonbeam.pid the process waiting in gen.start
+---@field parent moonbeam.pid the starter if linked, else the process itself (OTP's parent)
+---@field ref moonbeam.ref tags the acknowledgement
+---@field name? string|table the name the process registered
+
+--- (internal) The body of a process started by gen.start.
+function gen._start_body(packed)
+  local t = gen.unpack(packed)
+  local st, args = t[3], t[2]
+  if not st.linked then st.parent = mb.self() end
+  if st.name ~= nil then
+    local ok, existing = gen.register_name(st.name)
+    if not ok then gen.init_ack(st, "error", {"already_started", existing}, "normal") end
+  end
+  return resolve_fn(t[1])(st, unpack(args, 1, args.n))
+end
+
+--- Acknowledges the start, from the started process: `"ok"` lets it run on
+--- (gen.start returns its pid); `"ignore"` ends it normally (gen.start returns
+--- "ignore"); `"error", reason` ends it with `reason`, or with `exit_reason`
+--- when given (gen.start returns nil, reason).
+---@param starter moonbeam.starter
+---@param status "ok"|"ignore"|"error"
+---@param value? any the reason, for "error"
+---@param exit_reason? any
+function gen.init_ack(starter, status, value, exit_reason)
+  mb.send(starter.starter, {"$gen_ack", starter.ref, status, value})
+  if status == "ignore" then mb.exit("normal") end
+  if status ~= "ok" then
+    if exit_reason == nil then exit_reason = value end
+    if exit_reason == nil then exit_reason = "normal" end
+    mb.exit(exit_reason)
+  end
+end
+
+local function trapping()
+  local info = mb.info(mb.self())
+  return info and info.trap_exit
+end
+
+local function flush_exit(pid)
+  mb.receive(function(m) return type(m) == "table" and m[1] == "EXIT" and m[2] == pid end, 0)
+end
+
+--- Starts a process running `fn(starter, ...opts.args)` and waits until it
+--- calls `gen.init_ack`. When `opts.name` is given the new process registers
+--- it before fn runs; a taken name makes the start fail with
+--- `{"already_started", pid}`.
+---
+--- Returns the pid (ack "ok"), "ignore", or nil and a reason: the ack's
+--- reason, the process's exit reason if it ends before acknowledging, or
+--- "timeout" (the process is then killed). With `opts.link` the process is
+--- linked to the caller from the start, as proc_lib:start_link: if it fails
+--- abnormally a caller that does not trap exits fails too; a trapping caller
+--- gets no stray EXIT for it.
+---@param fn function|table a function or {module, function_name}
+---@param opts? {link?: boolean, name?: string|table, timeout?: number|"infinity", args?: table, scheduler?: integer|"here"}
+---@return moonbeam.pid|"ignore"|nil
+---@return any reason
+function gen.start(fn, opts)
+  opts = opts or {}
+  gen.check_name(opts.name, "start")
+  local ms = check_timeout(opts.timeout, "start", nil)
+  local me = mb.self()
+  local ref = mb.make_ref()
+  local args = table.pack(unpack(opts.args or {}, 1, (opts.args or {}).n or #(opts.args or {})))
+  local st = {starter = me, parent = me, ref = ref, name = opts.name, linked = opts.link and true or false}
+  local ok, packed = pcall(gen.pack, {fn, args, st}, "start")
+  if not ok then error(packed, 2) end
+  local pid, mref = mb.spawn_opt({link = opts.link, monitor = true, scheduler = opts.scheduler},
+                                 {"moonbeam.gen", "_start_body"}, packed)
+  local msg = mb.receive(function(m)
+    return type(m) == "table" and ((m[1] == "$gen_ack" and m[2] == ref) or (m[1] == "DOWN" and m[2] == mref))
+  end, ms)
+  if msg == nil then
+    if opts.link then mb.unlink(pid) end
+    mb.exit(pid, "kill")
+    mb.demonitor(mref, {flush = true})
+    if opts.link and trapping() then flush_exit(pid) end
+    return nil, "timeout"
+  end
+  if msg[1] == "$gen_ack" and msg[3] == "ok" then
+    mb.demonitor(mref, {flush = true})
+    return pid
+  end
+  if msg[1] == "$gen_ack" then
+    -- the process exits right after a failed ack: wait for it, so that a
+    -- name it held is free and no stray EXIT is left behind
+    mb.receive(function(m) return type(m) == "table" and m[1] == "DOWN" and m[2] == mref end)
+  end
+  -- a link's EXIT travels before the monitor's DOWN: it is queued by now
+  if opts.link and trapping() then flush_exit(pid) end
+  if msg[1] == "DOWN" then return nil, msg[5] end
+  if msg[3] == "ignore" then return "ignore" end
+  return nil, msg[4]
+end
+
+return gen
