@@ -1,0 +1,246 @@
+--- moonbeam.application: start and stop a supervision tree as one unit.
+---
+--- An application is a module (found with `require`) with
+---
+---   start(args)  -> top_supervisor_pid [, state]   or   nil, reason
+---   prep_stop(state) -> state     (optional, before the tree is stopped)
+---   stop(state)                   (optional, after the tree has stopped)
+---
+--- `application.start(name, args)` spawns the application's master process
+--- (registered as "$app:" .. name), which calls `start(args)`; the top
+--- supervisor it returns is linked to the master. `application.stop(name)`
+--- sends the tree the exit signal "shutdown" (the supervisors then stop their
+--- children in reverse start order, each within its shutdown timeout) and waits
+--- for it to end. `application.run(name, args)`, what `moonbeam --app NAME`
+--- does, runs an application until SIGINT or SIGTERM. See docs/application.md.
+local mb = require "moonbeam"
+
+local application = {}
+
+local PREFIX = "$app:"
+local LABEL = "application"
+
+local function gen() return require "moonbeam.gen" end
+
+local function log(level, message)
+  local ok, logger = pcall(require, "moonbeam.logger")
+  if ok and type(logger[level]) == "function" and pcall(logger[level], message) then return end
+  io.stderr:write(string.format("[%s] %s\n", level, message))
+end
+
+local function check_name(name, who)
+  if type(name) ~= "string" or name == "" then
+    error(string.format("application.%s: application name (a module name) expected, got %s", who,
+                        type(name) == "string" and "\"\"" or type(name)), 3)
+  end
+  if #name + #PREFIX > 255 then error("application." .. who .. ": name too long", 3) end
+end
+
+-- ------------------------------------------------------------------ the master
+
+-- Calls mod[fname](...) catching errors and exits; returns ok, results...
+local function protected(mod, fname, ...)
+  return xpcall(mod[fname], function(err)
+    local reason = mb.exit_reason(err)
+    if reason ~= nil then return reason end
+    return {"error", tostring(err), debug.traceback(nil, 2)}
+  end, ...)
+end
+
+-- Stops the tree: exit signal "shutdown" to the top supervisor, wait for it.
+local function stop_tree(name, sup, mod, state)
+  if type(mod.prep_stop) == "function" then
+    local ok, st = protected(mod, "prep_stop", state)
+    if ok then state = st else log("error", name .. ": prep_stop failed: " .. mb.format(st)) end
+  end
+  if mb.alive(sup) then
+    mb.exit(sup, "shutdown")
+    mb.receive(function(m) return type(m) == "table" and m[1] == "EXIT" and m[2] == sup end)
+  end
+  if type(mod.stop) == "function" then
+    local ok, err = protected(mod, "stop", state)
+    if not ok then log("error", name .. ": stop failed: " .. mb.format(err)) end
+  end
+end
+
+--- (internal) The application master: starts the application, then waits for
+--- a stop request or for its tree to end.
+---@param name string
+---@param args table
+---@param starter moonbeam.pid
+---@param ref moonbeam.ref
+function application._master(name, args, starter, ref)
+  mb.trap_exit(true)
+  local mod = require(name)
+  local ok, sup, state = protected(mod, "start", args)
+  if not ok then
+    mb.send(starter, {"$app_ack", ref, false, sup})
+    mb.exit("normal")
+  end
+  if not mb.is_pid(sup) then
+    local reason = sup == nil and state or {"bad_return", sup}
+    mb.send(starter, {"$app_ack", ref, false, reason})
+    mb.exit(sup == nil and "normal" or reason)
+  end
+  mb.link(sup)
+  mb.send(starter, {"$app_ack", ref, true, sup})
+  while true do
+    local msg = mb.receive()
+    local tag = type(msg) == "table" and msg[1]
+    if tag == "$gen_stop" then
+      stop_tree(name, sup, mod, state)
+      mb.exit(msg[2])
+    elseif tag == "$gen_call" then
+      gen().reply(msg[2], msg[3] == "supervisor" and sup or {"error", "unknown_call"})
+    elseif tag == "EXIT" and msg[2] == sup then
+      -- the tree ended by itself (its supervisor gave up, or someone killed it)
+      local reason = msg[3]
+      log(reason == "normal" and "info" or "error",
+          string.format("application %s exited: %s", name, mb.format(reason)))
+      if type(mod.stop) == "function" then protected(mod, "stop", state) end
+      mb.exit(reason)
+    end
+  end
+end
+
+-- ------------------------------------------------------------------ API
+
+--- Starts application `name`: loads the module, spawns its master, which calls
+--- `start(args)`, and waits for it. Returns the top supervisor's pid, or nil
+--- and a reason: `{"already_started", name}`, what `start` returned after nil,
+--- `{"bad_return", value}` when start returned no pid, or the error or exit
+--- reason when start raised. A module that cannot be loaded or has no `start`
+--- function raises.
+---@param name string the application's module name
+---@param args? any[] passed to start (default {})
+---@return moonbeam.pid|nil sup
+---@return any reason
+function application.start(name, args)
+  check_name(name, "start")
+  if args ~= nil and type(args) ~= "table" then
+    error("application.start: args must be a table, got " .. type(args), 2)
+  end
+  local loaded, mod = pcall(require, name)
+  if not loaded then
+    error(string.format("application.start: cannot load application '%s': %s", name, tostring(mod)), 2)
+  end
+  if type(mod) ~= "table" or type(mod.start) ~= "function" then
+    error(string.format("application.start: module '%s' has no start function", name), 2)
+  end
+  if mb.whereis(PREFIX .. name) then return nil, {"already_started", name} end
+  local ref = mb.make_ref()
+  local spawned, pid, mref = pcall(mb.spawn_opt, {monitor = true, name = PREFIX .. name},
+                                   {"moonbeam.application", "_master"}, name, args or {}, mb.self(), ref)
+  if not spawned then
+    if mb.whereis(PREFIX .. name) then return nil, {"already_started", name} end
+    error(pid, 0)
+  end
+  local msg = mb.receive(function(m)
+    return type(m) == "table" and ((m[1] == "$app_ack" and m[2] == ref) or (m[1] == "DOWN" and m[2] == mref))
+  end)
+  if msg[1] == "DOWN" then return nil, msg[5] end
+  if not msg[3] then
+    mb.receive(function(m) return type(m) == "table" and m[1] == "DOWN" and m[2] == mref end)
+    return nil, msg[4]
+  end
+  mb.demonitor(mref, {flush = true})
+  return msg[4]
+end
+
+--- Stops application `name`: `prep_stop(state)`, then the exit signal
+--- "shutdown" to its top supervisor (which stops its children in reverse
+--- order, each within its shutdown timeout), waiting for the tree to end, then
+--- `stop(state)`. Returns true once all that is done, `nil, "not_started"`,
+--- or `nil, "timeout"` if it took longer than `timeout` ms (the master and its
+--- tree are then killed).
+---@param name string
+---@param timeout? number|"infinity" default "infinity"
+---@return true|nil
+---@return any err
+function application.stop(name, timeout)
+  check_name(name, "stop")
+  gen().check_timeout(timeout, "application.stop", nil)
+  local master = mb.whereis(PREFIX .. name)
+  if not master then return nil, "not_started" end
+  local sup = application.supervisor(name)
+  local ok, err = pcall(gen().stop, master, "normal", timeout or "infinity", LABEL)
+  if ok then return true end
+  local reason = mb.exit_reason(err)
+  if reason == nil then error(err, 0) end
+  local why = type(reason) == "table" and reason[1] or reason
+  if why == "noproc" then return nil, "not_started" end
+  if why == "timeout" then
+    mb.exit(master, "kill")
+    if sup then mb.exit(sup, "kill") end
+    return nil, "timeout"
+  end
+  return nil, why
+end
+
+--- The top supervisor of a started application, or nil.
+---@param name string
+---@return moonbeam.pid?
+function application.supervisor(name)
+  check_name(name, "supervisor")
+  local master = mb.whereis(PREFIX .. name)
+  if not master then return nil end
+  local ok, sup = pcall(gen().call, master, "supervisor", 5000, LABEL)
+  if ok and mb.is_pid(sup) then return sup end
+  return nil
+end
+
+--- The names of the running applications, sorted.
+---@return string[]
+function application.started()
+  local names = {}
+  for _, pid in ipairs(mb.processes()) do
+    local info = mb.info(pid)
+    local n = info and info.name
+    if n and n:sub(1, #PREFIX) == PREFIX then names[#names + 1] = n:sub(#PREFIX + 1) end
+  end
+  table.sort(names)
+  return names
+end
+
+--- Runs application `name` until SIGINT or SIGTERM (or the message
+--- `{"signal", name}` from elsewhere), then stops it; what `moonbeam --app`
+--- does. Call it from a process (the main one of `mb.run`). Returns the exit
+--- status for the OS: 0 after a signal and a clean stop; 1 if the application
+--- failed to start, failed to stop, or its tree ended by itself abnormally
+--- (0 if it ended normally).
+---@param name string
+---@param args? any[]
+---@return integer status
+function application.run(name, args)
+  check_name(name, "run")
+  mb.on_signal("SIGINT")
+  mb.on_signal("SIGTERM")
+  local sup, err = application.start(name, args)
+  if not sup then
+    log("error", string.format("application %s failed to start: %s", name, mb.format(err)))
+    return 1
+  end
+  local master = mb.whereis(PREFIX .. name)
+  if not master then return 1 end -- its tree already ended (and the master logged why)
+  local mref = mb.monitor(master)
+  local msg = mb.receive(function(m)
+    return type(m) == "table" and (m[1] == "signal" or (m[1] == "DOWN" and m[2] == mref))
+  end)
+  if msg[1] == "DOWN" then
+    -- the master already logged why
+    return (msg[5] == "normal" or msg[5] == "shutdown") and 0 or 1
+  end
+  -- a second signal during the stop gets the OS's default action
+  mb.on_signal("SIGINT", false)
+  mb.on_signal("SIGTERM", false)
+  mb.demonitor(mref, {flush = true})
+  log("info", string.format("%s received, stopping application %s", tostring(msg[2]), name))
+  local ok, serr = application.stop(name)
+  if not ok and serr ~= "not_started" then
+    log("error", string.format("application %s did not stop cleanly: %s", name, mb.format(serr)))
+    return 1
+  end
+  return 0
+end
+
+return application
