@@ -91,10 +91,6 @@ local function await(pred, what, ms)
   return m
 end
 
-local function await_msg(value)
-  return await(function(m) return m == value end, tostring(value))
-end
-
 local function await_tag(tag)
   return await(function(m) return type(m) == "table" and m[1] == tag end, tag)
 end
@@ -309,7 +305,8 @@ return M
         await_tag("start")
         mb.send(runner, {"signal", "SIGTERM"})
         assert.are.same({"status", 0}, await_tag("status"))
-        assert.are.same({"tree_exit", "shutdown"}, mb.receive(function(m) return type(m) == "table" and m[1] == "tree_exit" end, 0))
+        assert.are.same({"tree_exit", "shutdown"},
+                        mb.receive(function(m) return type(m) == "table" and m[1] == "tree_exit" end, 0))
         assert.is_true(no_app("spec_app_basic"))
       end)
     end)
@@ -345,7 +342,8 @@ return M
       local script = table.concat({
         "cd '" .. FIX .. "' || exit 99",
         "'" .. bin .. "' " .. opts .. " --app spec_app_cli " .. args .. " >out.txt 2>&1 & p=$!",
-        sig and "i=0; until grep -q ready out.txt 2>/dev/null || [ $i -ge 200 ]; do sleep 0.05; i=$((i+1)); done" or ":",
+        sig and "i=0; until grep -q ready out.txt 2>/dev/null || [ $i -ge 200 ]; do" or ":",
+        sig and "  sleep 0.05; i=$((i+1)); done" or ":",
         sig and ("kill -s " .. sig .. " $p") or ":",
         "wait $p; echo \"rc=$?\" >>out.txt",
       }, "\n")

@@ -30,7 +30,8 @@ local function canon_table(t)
 end
 
 canon = function(v)
-  local ty, s = type(v), nil
+  local ty = type(v)
+  local s
   if ty == "string" then s = "s" .. v
   elseif math.type(v) == "integer" then s = "i" .. string.format("%d", v)
   elseif ty == "number" then s = "f" .. string.format("%.17g", v)
