@@ -90,6 +90,21 @@ static int cfunction_place(lua_State *L, int idx) {
 
 static int pack_value(packer_t *pk, int idx, const char *where);
 
+/* An _ENV upvalue that is a table with a metatable (an environment inheriting
+ * from the globals, as busted's or a sandbox's with __index = _G), and not a
+ * loaded module: its metatable cannot travel, so a copy would lose every
+ * global; the function gets the target VM's globals instead, as with _G. */
+static int inherited_env(lua_State *L, int idx, const char *name) {
+  if (!name || strcmp(name, "_ENV") || lua_type(L, idx) != LUA_TTABLE) return 0;
+  if (!lua_getmetatable(L, idx)) return 0;
+  lua_pop(L, 1);
+  if (module_name(L, idx)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
 static int pack_function(packer_t *pk, int idx, const char *where) {
   lua_State *L = pk->L;
   mb_enc_t *e = pk->e;
@@ -143,7 +158,13 @@ static int pack_function(packer_t *pk, int idx, const char *where) {
     const char *name = lua_getupvalue(L, idx, i);
     char sub[160];
     snprintf(sub, sizeof sub, "%s: upvalue '%s'", where, name && *name ? name : "?");
-    int rr = pack_value(pk, -1, sub);
+    int rr = 0;
+    if (inherited_env(L, -1, name)) {
+      mb_enc_tuple(e, 1);
+      atom(e, "$G");
+    } else {
+      rr = pack_value(pk, -1, sub);
+    }
     lua_pop(L, 1);
     if (rr) return rr;
   }
