@@ -184,7 +184,7 @@ end
 
 local function field_of(name, key)
   local mod = require(name)
-  return mod[key]
+  return (mod[key])
 end
 
 --- Rebuilds a value made by `gen.pack` (in this process's VM).
@@ -209,7 +209,7 @@ function gen.unpack(data)
     elseif tag == "f" then return funcs[d[2]]
     elseif tag == "G" then return _G
     elseif tag == "nil" then return nil
-    elseif tag == "mod" then return require(d[2])
+    elseif tag == "mod" then return (require(d[2]))
     elseif tag == "field" then return field_of(d[2], d[3])
     end
     error("gen.unpack: bad descriptor " .. tostring(tag), 3)
@@ -218,7 +218,7 @@ function gen.unpack(data)
     local e, t = tdescs[i], tables[i]
     for j = 2, #e, 2 do
       local k = value(e[j])
-      if k ~= nil then rawset(t, k, value(e[j + 1])) end
+      if k ~= nil then rawset(t, k, (value(e[j + 1]))) end
     end
     local m = e[1]
     if m == 1 then
@@ -238,7 +238,7 @@ function gen.unpack(data)
         debug.upvaluejoin(f, up, first[1], first[2])
       else
         cells[cell] = {f, up}
-        debug.setupvalue(f, up, value(ups[j]))
+        debug.setupvalue(f, up, (value(ups[j])))
       end
     end
   end
