@@ -44,8 +44,8 @@ local function gen() return require "moonbeam.gen" end
 ---@return "lt"|"eq"|"gt"
 function logger.compare_levels(a, b)
   local x, y = LEVELS[a], LEVELS[b]
-  if not x then error("logger.compare_levels: unknown level " .. mb.format(a), 2) end
-  if not y then error("logger.compare_levels: unknown level " .. mb.format(b), 2) end
+  if not x then error("logger.compare_levels: unknown level " .. mb.format(a, 1), 2) end
+  if not y then error("logger.compare_levels: unknown level " .. mb.format(b, 1), 2) end
   return x < y and "lt" or x == y and "eq" or "gt"
 end
 
@@ -84,6 +84,8 @@ local function resolve_callable(v, field)
   return v
 end
 
+local handlers = {}
+
 local function run_backends(st, event)
   local ok, line = pcall(st.formatter, event)
   if not ok or type(line) ~= "string" then
@@ -96,15 +98,13 @@ local function run_backends(st, event)
       local done, err = pcall(fn, line, event)
       if not done then
         -- a failing backend is removed, as Erlang's logger removes a failing handler
-        st.backends[name] = nil
+        handlers.remove_backend(st, name)
         io.stderr:write(fmt("moonbeam.logger: backend '%s' failed and was removed: %s\n",
                             tostring(name), tostring(err)))
       end
     end
   end
 end
-
-local handlers = {}
 
 function handlers.configure(st, opts)
   if opts.level ~= nil then st.level = opts.level end
@@ -223,7 +223,7 @@ end
 local function check_level(level, who)
   if not LEVELS[level] then
     error(fmt("logger.%s: unknown level %s (debug, info, notice, warning, error)",
-              who, mb.format(level)), 3)
+              who, mb.format(level, 1)), 3)
   end
 end
 
