@@ -63,6 +63,14 @@ describe("task", function()
       end)
     end)
 
+    it("a function closing over a table of functions is copied into the task", function()
+      run(function()
+        local ops = {double = function(x) return 2 * x end}
+        local t = task.async(function(x) return ops.double(x) end, 21)
+        assert.are.equal(42, task.await(t))
+      end)
+    end)
+
     it("a nil result is returned as nil", function()
       run(function()
         assert.is_nil(task.await(task.async(function() end)))

@@ -56,9 +56,18 @@ local function check_timeout(timeout, who, default)
   return timeout
 end
 
+-- mb.spawn_opt, falling back to moonbeam.gen's packing when the core cannot
+-- copy the function (an upvalue or argument holding a table of functions).
+local function spawn(opts, f, ...)
+  local ok, pid, ref = pcall(mb.spawn_opt, opts, f, ...)
+  if ok then return pid, ref end
+  return require("moonbeam.gen").spawn(opts, f, ...)
+end
+task._spawn = spawn
+
 -- Spawns a task linked (when `link`) and monitored from the caller.
 local function spawn_task(link, fn, ...)
-  local pid, ref = mb.spawn_opt({link = link, monitor = true}, run, mb.self(), fn, ...)
+  local pid, ref = spawn({link = link, monitor = true}, run, mb.self(), fn, ...)
   mb.send(pid, {"$task_ref", ref})
   return {pid = pid, ref = ref, owner = mb.self()}
 end
@@ -303,7 +312,7 @@ end
 ---@return moonbeam.pid
 function task.start(fn, ...)
   check_fn(fn, "task.start")
-  return mb.spawn(task._call, fn, ...)
+  return (spawn({}, task._call, fn, ...))
 end
 
 --- Starts `fn(...)` in a new process linked to the caller, for side effects
@@ -312,7 +321,7 @@ end
 ---@return moonbeam.pid
 function task.start_link(fn, ...)
   check_fn(fn, "task.start_link")
-  return mb.spawn_link(task._call, fn, ...)
+  return (spawn({link = true}, task._call, fn, ...))
 end
 
 --- Internal: calls a task function given as a function or {module, name}.
@@ -436,7 +445,7 @@ function task.async_stream(items, fn, opts)
           state.exhausted = true
         else
           state.next_in = state.next_in + 1
-          local pid, ref = mb.spawn_opt({link = true, monitor = true}, run, me, fn, item)
+          local pid, ref = spawn({link = true, monitor = true}, run, me, fn, item)
           mb.send(pid, {"$task_ref", ref})
           local timer = timeout and mb.send_after(timeout, me, {"$task_stream_timeout", state.tag, ref})
           state.running[ref] = {pid = pid, index = state.next_in, timer = timer}
