@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "lmb.h"
 #include "lterm.h"
 
@@ -240,6 +241,14 @@ static int l_on_signal(lua_State *L) {
   return 1;
 }
 
+/* clock(): monotonic seconds (a vDSO read, no system call) */
+static int l_clock(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+  return 1;
+}
+
 static int l_is_pid(lua_State *L) {
   lua_pushboolean(L, mb_lterm_topid(L, 1) != 0);
   return 1;
@@ -454,7 +463,7 @@ static const luaL_Reg funcs[] = {
   {"exit_signal", l_exit_signal}, {"trap_exit", l_trap_exit},
   {"register", l_register}, {"unregister", l_unregister}, {"whereis", l_whereis},
   {"send_after", l_send_after}, {"cancel_timer", l_cancel_timer},
-  {"make_ref", l_make_ref}, {"is_pid", l_is_pid}, {"reply", l_reply}, {"on_signal", l_on_signal}, {"abandon", l_abandon}, {"alive", l_alive}, {"info", l_info}, {"processes", l_processes},
+  {"make_ref", l_make_ref}, {"is_pid", l_is_pid}, {"reply", l_reply}, {"clock", l_clock}, {"on_signal", l_on_signal}, {"abandon", l_abandon}, {"alive", l_alive}, {"info", l_info}, {"processes", l_processes},
   {"stats", l_stats}, {"schedulers", l_schedulers}, {"scheduler", l_scheduler},
   {"subscribe", l_subscribe}, {"unsubscribe", l_unsubscribe}, {"broadcast", l_broadcast},
   {"subscribers", l_subscribers},

@@ -253,6 +253,10 @@ function mb.subscribers(topic) return core.subscribers(topic) end
 ---@return true
 function mb.on_signal(name, pid) return core.on_signal(name, pid) end
 
+--- Monotonic time in seconds (sub-microsecond resolution), for measuring.
+---@return number
+function mb.clock() return core.clock() end
+
 --- Whether `v` is a pid.
 ---@param v any
 ---@return boolean
