@@ -134,7 +134,7 @@ static void run_one(mb_sched_t *s, mb_proc_t *p) {
     return;
   }
   if (p->timeout_ms > 0) {
-    uint64_t deadline = mb_now_ns() / 1000000u + (uint64_t)p->timeout_ms;
+    uint64_t deadline = mb_timer_deadline(mb_now_ns(), (uint64_t)p->timeout_ms);
     p->wait_timer = mb_timers_add(&s->timers, deadline, p->pid, NULL, ++p->wait_seq);
     p->timeout_ms = -1;
   }
@@ -144,9 +144,37 @@ static void run_one(mb_sched_t *s, mb_proc_t *p) {
 }
 
 static void on_wake(uv_async_t *h) { (void)h; }
-static void on_sleep_timer(uv_timer_t *h) { (void)h; }
+/* The sleep timer stops uv_run: libuv 1.44's UV_RUN_ONCE runs timers already
+ * due before it polls, and then polls with no timeout at all (the async handle
+ * keeps the loop alive), so a due timer must end the run or the scheduler
+ * sleeps past every pending timer until something else wakes it. */
+static void on_sleep_timer(uv_timer_t *h) { uv_stop(h->loop); }
+
+/* Before blocking, watch for work from other threads for a short while: a
+ * scheduler that is woken through the uv_async costs the waker a system call
+ * and itself a futex wake-up (tens of microseconds here), while a message
+ * exchange between schedulers usually answers within a few microseconds. */
+#define SPIN_NS 50000ull
+
+static int spin_for_work(mb_sched_t *s, uint64_t now_ns) {
+  uint64_t earliest_ms = atomic_load_explicit(&s->timers.earliest, memory_order_relaxed);
+  for (unsigned i = 1;; i++) {
+    if (atomic_load_explicit(&s->remote, memory_order_relaxed) ||
+        atomic_load_explicit(&s->rt->stopping, memory_order_relaxed))
+      return 1;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    if ((i & 63) == 0) {
+      uint64_t t = mb_now_ns();
+      if (t / 1000000u >= earliest_ms) return 1;
+      if (t - now_ns > SPIN_NS) return 0;
+    }
+  }
+}
 
 static void sleep_until_work(mb_sched_t *s, uint64_t now_ns) {
+  if (spin_for_work(s, now_ns)) return;
   atomic_store_explicit(&s->sleeping, 1, memory_order_seq_cst);
   if (atomic_load_explicit(&s->remote, memory_order_seq_cst) || s->rq_head ||
       atomic_load_explicit(&s->rt->stopping, memory_order_seq_cst)) {
