@@ -116,7 +116,7 @@ DEB_PACKAGES := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-b
                 luarocks lua-check valgrind clang libclang-rt-14-dev
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all deps test check run _run asan tsan fuzz _fuzz rock install-rock c-tests \
+.PHONY: all deps test check run _run bench asan tsan fuzz _fuzz rock install-rock c-tests \
         examples lint clean
 
 # ------------------------------------------------------------------ build
@@ -237,6 +237,16 @@ run: deps
 
 _run: $(RUN_PREREQS)
 	$(RUN_CMD)
+
+# ------------------------------------------------------------------ bench
+# Benchmarks, never part of `make test`: one table printed and written to
+# docs/benchmarks.md. BENCH_ARGS=--quick runs smaller sizes.
+
+BENCH_ARGS ?=
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	env $(SPEC_VARS) $(LUA) bench/run.lua $(BENCH_ARGS)
 
 # ------------------------------------------------------------------ fuzz
 # libFuzzer on the term decoder; not part of `make test`.
