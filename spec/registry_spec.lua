@@ -129,6 +129,39 @@ describe("moonbeam.registry", function()
       end)
     end)
 
+    it("unique: of many processes racing for one key on every scheduler, exactly one wins", function()
+      run(function()
+        registry.start_link{keys = "unique", name = "reg"}
+        local parent = mb.self()
+        for round = 1, 20 do
+          local n = 16
+          for i = 1, n do
+            mb.spawn_opt({scheduler = (i % 2) + 1}, function()
+              local owner, err = registry.register("reg", {"race", round}, i)
+              mb.send(parent, {"raced", round, mb.self(), owner and true or false,
+                               err and err[1] or false, err and err[2] or false})
+              mb.receive(function(m) return m == "stop" end)
+            end)
+          end
+          local winners, losers_saw, pids = {}, {}, {}
+          for _ = 1, n do
+            local m = mb.receive(function(x) return type(x) == "table" and x[1] == "raced" and x[2] == round end, 5000)
+            assert(m, "a racer did not report")
+            pids[#pids + 1] = m[3]
+            if m[4] then winners[#winners + 1] = m[3]
+            else
+              assert.are.equal("already_registered", m[5])
+              losers_saw[#losers_saw + 1] = m[6]
+            end
+          end
+          assert.are.equal(1, #winners)
+          for _, p in ipairs(losers_saw) do assert.are.equal(winners[1], p) end
+          assert.are.equal(winners[1], registry.whereis_name("reg", {"race", round}))
+          for _, p in ipairs(pids) do mb.send(p, "stop") end
+        end
+      end)
+    end)
+
     it("register registers the caller, from whichever scheduler it runs on", function()
       run(function()
         registry.start_link{keys = "duplicate", name = "reg"}
