@@ -163,6 +163,8 @@ static int lproc_run(mb_proc_t *self, void *st) {
   int status = lua_resume(lp->co, vm->L, lp->nargs, &nres);
   vm->running = NULL;
   lp->nargs = 0;
+  /* reductions: one a run, one a message looked at (scan), 4000 a full slice */
+  mb_proc_add_reductions(self, lp->yield_why == MBL_YIELD_PREEMPT ? 4000 : 1);
   if (status == LUA_YIELD) {
     if (lp->yield_why == MBL_YIELD_WAIT) return MB_RUN_WAIT;
     lua_pop(lp->co, nres); /* preempted, or a plain coroutine.yield: run again later */
@@ -320,6 +322,7 @@ static int scan(lua_State *L, mbl_proc_t *lp, int has_match) {
   const mb_msg_t *m;
   mb_nodes_t *nodes = mb_runtime_nodes(lp->vm->brt->rt);
   while ((m = mb_mailbox_next(lp->self))) {
+    mb_proc_add_reductions(lp->self, 1);
     size_t len;
     const uint8_t *data = mb_msg_data(m, &len);
     mb_dec_t d;
