@@ -263,6 +263,7 @@ typedef struct unpacker {
   lua_State *L;
   mb_dec_t *d;
   int memo;     /* id -> function */
+  char why[256]; /* what went wrong, if known */
 } unpacker_t;
 
 typedef struct chunk {
@@ -353,13 +354,26 @@ static int unpack_value(unpacker_t *u) {
   if (!strcmp(tag, "$mod") || !strcmp(tag, "$cfn") || !strcmp(tag, "$mfa")) {
     lua_getglobal(L, "require");
     if (push_binary(L, d)) return -1;
+    char mod[64];
+    snprintf(mod, sizeof mod, "%s", lua_tostring(L, -1));
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      snprintf(u->why, sizeof u->why, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "require failed");
       lua_remove(L, -1);
       return -1;
     }
     if (tag[1] == 'm' && tag[2] == 'o') return 0;
-    if (!lua_istable(L, -1) || push_binary(L, d)) return -1;
-    lua_gettable(L, -2);
+    if (!lua_istable(L, -1)) {
+      snprintf(u->why, sizeof u->why, "module '%s' is not a table", mod);
+      return -1;
+    }
+    if (push_binary(L, d)) return -1;
+    lua_pushvalue(L, -1);
+    lua_gettable(L, -3);
+    if (!strcmp(tag, "$mfa") && !lua_isfunction(L, -1)) {
+      snprintf(u->why, sizeof u->why, "module '%s' has no function '%s'", mod, lua_tostring(L, -2));
+      return -1;
+    }
+    lua_remove(L, -2);
     lua_remove(L, -2);
     return 0;
   }
@@ -370,7 +384,7 @@ int mbl_unpack(lua_State *L, const uint8_t *blob, size_t len) {
   mb_dec_t d;
   int top = lua_gettop(L);
   lua_newtable(L);
-  unpacker_t u = {L, &d, lua_gettop(L)};
+  unpacker_t u = {L, &d, lua_gettop(L), ""};
   uint32_t arity, n = 0;
   if (mb_dec_init(&d, mbl_vm(L) ? mb_runtime_nodes(mbl_vm(L)->brt->rt) : NULL, blob, len) ||
       skip_tag(&d, &arity) || arity != 3 || unpack_value(&u))
@@ -384,6 +398,7 @@ int mbl_unpack(lua_State *L, const uint8_t *blob, size_t len) {
   return (int)n;
 bad:
   lua_settop(L, top);
-  lua_pushliteral(L, "spawn: cannot start the function in this scheduler's VM");
+  if (u.why[0]) lua_pushfstring(L, "spawn: cannot start the function in this scheduler's VM: %s", u.why);
+  else lua_pushliteral(L, "spawn: cannot start the function in this scheduler's VM");
   return -1;
 }
