@@ -410,6 +410,7 @@ describe("task", function()
     it("breaking out of the loop kills the tasks still running", function()
       run(function()
         local me = mb.self()
+        local pids = {}
         for r in task.async_stream({1, 2, 3}, function(i)
           if i > 1 then
             mb.send(me, {"pid", mb.self()})
@@ -418,12 +419,12 @@ describe("task", function()
           return i
         end, {max_concurrency = 3}) do
           assert.are.same({"ok", 1}, r)
+          for _ = 1, 2 do
+            pids[#pids + 1] = mb.receive(function(m) return m[1] == "pid" end, 2000)[2]
+          end
           break
         end
-        local pids = {}
-        for _ = 1, 2 do
-          pids[#pids + 1] = mb.receive(function(m) return m[1] == "pid" end, 2000)[2]
-        end
+        assert.are.equal(2, #pids)
         for _, p in ipairs(pids) do assert.is_false(mb.alive(p)) end
         assert.are.equal(0, mb.flush())
       end)
@@ -437,9 +438,9 @@ describe("task", function()
             mb.send(me, {"pid", mb.self()})
             if i == 2 then mb.receive(function() return false end) end
             return i
-          end, {timeout = 50}) do end
+          end, {timeout = 200}) do end
         end)
-        assert.are.same({"timeout", {"task", "async_stream", {50}}}, reason)
+        assert.are.same({"timeout", {"task", "async_stream", {200}}}, reason)
         for _ = 1, 2 do
           local pid = mb.receive(function(m) return m[1] == "pid" end, 2000)[2]
           assert.is_false(mb.alive(pid))
@@ -452,7 +453,7 @@ describe("task", function()
         local list = task.async_stream_list({1, 2, 3}, function(i)
           if i == 2 then mb.sleep(5000) end
           return i
-        end, {timeout = 50, on_timeout = "kill_task"})
+        end, {timeout = 300, on_timeout = "kill_task"})
         assert.are.same({{"ok", 1}, {"exit", "timeout"}, {"ok", 3}}, list)
         assert.are.equal(0, mb.flush())
       end)
