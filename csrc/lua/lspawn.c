@@ -9,7 +9,8 @@
  *   {'$spawn', Fn, [Arg...]}
  *   Fn = {'$fn', Id, Bytecode, [Upvalue...]} | {'$fnref', Id}
  *      | {'$mfa', Module, Function} | {'$cfn', Module, Field}
- *   and, as values, {'$G'} and {'$mod', Name}. */
+ *   and, as values, {'$G'} and {'$mod', Name}; an upvalue shared with a
+ *   function met before is {'$upref', FnId, UpvalueIndex} (joined, not copied). */
 #include <stdlib.h>
 #include <string.h>
 #include "lmb.h"
@@ -155,6 +156,21 @@ static int pack_function(packer_t *pk, int idx, const char *where) {
   free(b.p);
   if (nup) mb_enc_list(e, (uint32_t)nup);
   for (int i = 1; i <= nup; i++) {
+    /* an upvalue shared with a function met before stays shared in the copy */
+    lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
+    if (lua_rawget(L, pk->memo) == LUA_TNUMBER) {
+      lua_Integer where_id = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      mb_enc_tuple(e, 3);
+      atom(e, "$upref");
+      mb_enc_int(e, where_id >> 8);
+      mb_enc_int(e, where_id & 0xff);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
+    lua_pushinteger(L, ((lua_Integer)id << 8) | i);
+    lua_rawset(L, pk->memo);
     const char *name = lua_getupvalue(L, idx, i);
     char sub[160];
     snprintf(sub, sizeof sub, "%s: upvalue '%s'", where, name && *name ? name : "?");
@@ -327,6 +343,18 @@ static int unpack_fn(unpacker_t *u) {
   lua_rawseti(L, u->memo, id);
   if (mb_dec_type(d) == MB_T_LIST && mb_dec_list(d, &n)) return -1;
   for (uint32_t i = 1; i <= n; i++) {
+    char tag[16];
+    if (peek_tag(d, tag, sizeof tag) && !strcmp(tag, "$upref")) {
+      int64_t gid, gi;
+      if (skip_tag(d, &arity) || arity != 3 || mb_dec_int(d, &gid) || mb_dec_int(d, &gi)) return -1;
+      if (lua_rawgeti(L, u->memo, gid) != LUA_TFUNCTION || lua_iscfunction(L, -1) ||
+          gi < 1 || gi > 255 || !lua_getupvalue(L, -1, (int)gi) || !lua_getupvalue(L, f, (int)i))
+        return -1;
+      lua_pop(L, 2);
+      lua_upvaluejoin(L, f, (int)i, -1, (int)gi);
+      lua_pop(L, 1);
+      continue;
+    }
     if (unpack_value(u)) return -1;
     if (!lua_setupvalue(L, f, (int)i)) lua_pop(L, 1);
   }
