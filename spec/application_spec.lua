@@ -252,9 +252,9 @@ local mb = require "moonbeam"
 local supervisor = require "moonbeam.supervisor"
 local M = {}
 function M.worker(test, id, stubborn)
+  mb.send(test, {"up", id}) -- from the supervisor, which starts them one at a time
   return mb.spawn_link(function()
     mb.trap_exit(true)
-    mb.send(test, {"up", id})
     while true do
       local m = mb.receive()
       if type(m) == "table" and m[1] == "EXIT" then
