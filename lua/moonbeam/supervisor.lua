@@ -301,7 +301,7 @@ end
 -- Counts a restart; true if that was one too many.
 local function add_restart(st)
   st.restarts = st.restarts + 1
-  mb.send_after(st.period_ms, mb.self(), {"$sup_expire"})
+  pcall(mb.send_after, st.period_ms, mb.self(), {"$sup_expire"})
   return st.restarts > st.intensity
 end
 
@@ -541,6 +541,13 @@ function supervisor.start_link(children_or_module, opts_or_arg, module_opts)
   local arg, opts
   if is_module then
     opts = check_opts(module_opts, "supervisor.start_link")
+    if type(first) == "string" then
+      local ok, mod = pcall(require, first)
+      if not ok or type(mod) ~= "table" or type(mod.init) ~= "function" then
+        error("supervisor.start_link: " .. (ok and ("module '" .. first .. "' has no init function")
+              or tostring(mod)), 2)
+      end
+    end
     arg = {module = first, arg = opts_or_arg, name = opts.name}
   else
     if type(first) ~= "table" then
