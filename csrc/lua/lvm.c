@@ -46,10 +46,10 @@ static void set_field(lua_State *L, const char *field, const char *value) {
   lua_pop(L, 1);
 }
 
-static void attach(lua_State *L, mbl_vm_t *vm) {
+static void attach(lua_State *L, mbl_vm_t *vm, mb_runtime_t *rt) {
   lua_pushlightuserdata(L, vm);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &VM_KEY);
-  mb_lterm_open(L, mb_runtime_nodes(vm->brt->rt));
+  mb_lterm_open(L, mb_runtime_nodes(rt));
 }
 
 /* Scheduler hook, on the scheduler's own thread, before any process runs. */
@@ -69,8 +69,9 @@ static void on_sched_init(mb_runtime_t *rt, int sched, void *ud) {
     set_field(vm->L, "path", brt->path);
     set_field(vm->L, "cpath", brt->cpath);
   }
-  brt->rt = rt;
-  attach(vm->L, vm);
+  /* brt->rt is set by the starting thread once mb_runtime_new returns, before
+   * any process exists; hooks use their rt argument */
+  attach(vm->L, vm, rt);
   mb_sched_set_data(rt, sched, vm);
 }
 
@@ -131,6 +132,7 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
     free(brt);
     luaL_error(L, "cannot start moonbeam: %s", mb_strerror(r));
   }
+  brt->rt = rt;
   return brt;
 }
 
