@@ -381,9 +381,24 @@ local stream_close_mt = {__close = function(self) if not self.state.finished the
 ---@return nil
 ---@return table closer to-be-closed value that kills unfinished tasks
 function task.async_stream(items, fn, opts)
-  check_fn(fn, "task.async_stream")
+  return task._stream("task.async_stream", items, fn, opts, nil)
+end
+
+-- Starts a stream's task for one item: pid and ref, the ref already sent.
+local function stream_start(me, fn, item)
+  local pid, ref = spawn({link = true, monitor = true}, run, me, fn, item)
+  mb.send(pid, {"$task_ref", ref})
+  return pid, ref
+end
+
+--- (internal) async_stream, with `starter(owner, fn, item) -> pid, ref` to
+--- start each task (monitored by ref, which the task knows); errors name `who`
+--- and point at the caller's caller.
+function task._stream(who, items, fn, opts, starter)
+  starter = starter or stream_start
+  check_fn(fn, who)
   opts = opts or {}
-  if type(opts) ~= "table" then error("task.async_stream: opts must be a table", 2) end
+  if type(opts) ~= "table" then error(who .. ": opts must be a table", 3) end
   local next_item
   if type(items) == "table" then
     local i, n = 0, #items
@@ -399,17 +414,17 @@ function task.async_stream(items, fn, opts)
       return true, v
     end
   else
-    error("task.async_stream: items must be a list or an iterator function, got " .. type(items), 2)
+    error(who .. ": items must be a list or an iterator function, got " .. type(items), 3)
   end
   local max = opts.max_concurrency or mb.schedulers()
   if math.type(max) ~= "integer" or max < 1 then
-    error("task.async_stream: max_concurrency must be an integer >= 1", 2)
+    error(who .. ": max_concurrency must be an integer >= 1", 3)
   end
   local ordered = opts.ordered ~= false
-  local timeout = check_timeout(opts.timeout, "task.async_stream", 5000)
+  local timeout = check_timeout(opts.timeout, who, 5000)
   local on_timeout = opts.on_timeout or "exit"
   if on_timeout ~= "exit" and on_timeout ~= "kill_task" then
-    error("task.async_stream: on_timeout must be \"exit\" or \"kill_task\"", 2)
+    error(who .. ": on_timeout must be \"exit\" or \"kill_task\"", 3)
   end
   local state = {
     running = {}, count = 0, finished = false, tag = mb.make_ref(),
@@ -437,7 +452,7 @@ function task.async_stream(items, fn, opts)
   end
   local function iterator()
     if state.finished then return nil end
-    if me ~= mb.self() then error("task.async_stream: the stream belongs to another process", 2) end
+    if me ~= mb.self() then error(who .. ": the stream belongs to another process", 2) end
     while true do
       while not state.exhausted and state.count < max do
         local more, item = next_item()
@@ -445,8 +460,7 @@ function task.async_stream(items, fn, opts)
           state.exhausted = true
         else
           state.next_in = state.next_in + 1
-          local pid, ref = spawn({link = true, monitor = true}, run, me, fn, item)
-          mb.send(pid, {"$task_ref", ref})
+          local pid, ref = starter(me, fn, item)
           local timer = timeout and mb.send_after(timeout, me, {"$task_stream_timeout", state.tag, ref})
           state.running[ref] = {pid = pid, index = state.next_in, timer = timer}
           state.count = state.count + 1
