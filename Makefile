@@ -107,8 +107,8 @@ SPEC_VARS = LUA_PATH='$(SPEC_LUA_PATH)' LUA_PATH_5_4='$(SPEC_LUA_PATH)' \
 # `make run` builds RUN_PREREQS, then runs RUN_CMD. To make a Lua example the
 # flagship, set RUN_PREREQS = all and RUN_CMD = env $(SPEC_VARS) $(LUA) examples/<x>.lua
 
-RUN_PREREQS = $(BUILD)/examples/ring
-RUN_CMD     = ./$(BUILD)/examples/ring
+RUN_PREREQS = all
+RUN_CMD     = env $(SPEC_VARS) $(LUA) examples/supervision_tree.lua
 
 # ------------------------------------------------------------------ Debian packages
 
