@@ -352,6 +352,50 @@ describe("gen_statem", function()
       end)
     end)
 
+    it("init may set timeouts", function()
+      run(function()
+        local me = mb.self()
+        start({
+          callback_mode = "handle_event_function",
+          init = function() return "ok", "s", nil, {{"state_timeout", 20, "from init"}} end,
+          handle_event = function(etype, content)
+            mb.send(me, {"event", etype, content})
+            return "keep_state_and_data"
+          end,
+        })
+        assert.are.same({"event", "state_timeout", "from init"}, recv(tagged("event")))
+      end)
+    end)
+
+    it("an event timeout does not start while inserted events are waiting", function()
+      run(function()
+        local me = mb.self()
+        local pid = start({
+          callback_mode = "handle_event_function",
+          init = function() return "ok", "s", nil end,
+          handle_event = function(etype, content)
+            mb.send(me, {"event", etype, content})
+            if content == "go" then
+              return "keep_state_and_data", {{"next_event", "internal", "inserted"}, {"timeout", 0, "t"}}
+            end
+            return "keep_state_and_data"
+          end,
+        })
+        gen_statem.cast(pid, "go")
+        assert.are.same({"event", "cast", "go"}, recv(tagged("event")))
+        assert.are.same({"event", "internal", "inserted"}, recv(tagged("event")))
+        assert.is_nil(mb.receive(tagged("event"), 100))
+      end)
+    end)
+
+    it("hibernate is accepted and the machine goes on", function()
+      run(function()
+        local pid = start(reporter(mb.self()))
+        gen_statem.cast(pid, {"actions", {"hibernate", {"timeout", 10, "after nap"}}})
+        assert.are.same({"event", "timeout", "after nap", "a"}, recv(tagged("event")))
+      end)
+    end)
+
     it("a timeout set to \"infinity\" never fires and replaces a running one", function()
       run(function()
         local pid = start(reporter(mb.self()))

@@ -24,7 +24,8 @@
 --- Event types: {"call", from}, "cast", "info", "timeout" (event timeout),
 --- "state_timeout", {"timeout", name} (generic timeout), "internal", "enter".
 ---
---- Actions (a list, or one action): "postpone", "hibernate",
+--- Actions (a list, or one action; a single generic timeout must be in a
+--- list): "postpone", "hibernate",
 --- {"reply", from, value}, {"next_event", event_type, content},
 --- a number n (event timeout, content n), {"timeout", time, content},
 --- {"state_timeout", time, content}, {{"timeout", name}, time, content};
@@ -185,13 +186,23 @@ local function valid_event_type(e)
                                   or (e[1] == "timeout" and #e <= 2))
 end
 
--- Normalises actions to a list; nil if malformed.
+-- Normalises actions to a list; nil if malformed. A table is one action when
+-- it starts with "reply", "next_event", "timeout" or "state_timeout", or is
+-- {"postpone"|"hibernate", boolean}; any other table is a list of actions (a
+-- list's string elements can only be "postpone" or "hibernate").
 local function action_list(a)
   if a == nil then return {} end
   local t = type(a)
   if t == "string" or t == "number" then return {a} end
   if t == "table" then
-    if type(a[1]) == "string" then return {a} end
+    local head = a[1]
+    if head == "reply" or head == "next_event" or head == "timeout" or head == "state_timeout" then
+      return {a}
+    end
+    if (head == "postpone" or head == "hibernate") and #a <= 2
+       and (a[2] == nil or type(a[2]) == "boolean") then
+      return {a}
+    end
     return a
   end
   return nil
