@@ -270,9 +270,10 @@ describe("logger", function()
   it("writes to stderr when no runtime is running", function()
     local lines = {}
     local real = io.stderr
-    io.stderr = {write = function(_, ...) lines[#lines + 1] = table.concat({...}) end, flush = function() end}
+    rawset(io, "stderr", {write = function(_, ...) lines[#lines + 1] = table.concat({...}) end,
+                          flush = function() end})
     local ok, err = pcall(logger.warning, "outside")
-    io.stderr = real
+    rawset(io, "stderr", real)
     assert(ok, err)
     assert.matches("%[warning%] outside", lines[1])
   end)

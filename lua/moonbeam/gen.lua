@@ -480,6 +480,13 @@ function gen._run(packed)
   return resolve_fn(t[1])(unpack(args, 1, args.n))
 end
 
+---@class moonbeam.start_opts
+---@field link? boolean link the new process to the caller
+---@field name? string|table a name to register, or {"via", registry, key}
+---@field timeout? number|"infinity" how long to wait for the ack (default "infinity")
+---@field args? table the arguments after `starter` (a list; `n` for trailing nils)
+---@field scheduler? integer|"here" as mb.spawn_opt
+
 ---@class moonbeam.starter
 ---@field starter moonbeam.pid the process waiting in gen.start
 ---@field parent moonbeam.pid the starter if linked, else the process itself (OTP's parent)
@@ -537,7 +544,7 @@ end
 --- abnormally a caller that does not trap exits fails too; a trapping caller
 --- gets no stray EXIT for it.
 ---@param fn function|table a function or {module, function_name}
----@param opts? {link?: boolean, name?: string|table, timeout?: number|"infinity", args?: table, scheduler?: integer|"here"}
+---@param opts? moonbeam.start_opts
 ---@return moonbeam.pid|"ignore"|nil
 ---@return any reason
 function gen.start(fn, opts)

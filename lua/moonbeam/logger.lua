@@ -349,10 +349,19 @@ local function render(v)
   return mb.format(v)
 end
 
+---@class moonbeam.crash_report
+---@field what? string e.g. "GenServer" (default "Process")
+---@field pid? moonbeam.pid default: the caller
+---@field name? any the registered name
+---@field reason any the exit reason
+---@field last_message? any
+---@field state? any
+---@field traceback? string
+
 --- Logs a crash report at level error: `what` (e.g. "GenServer"), the process,
 --- its name, the exit reason, the last message and state when known, and the
 --- Lua traceback.
----@param report {what?: string, pid?: moonbeam.pid, name?: string, reason: any, last_message?: any, state?: any, traceback?: string}
+---@param report moonbeam.crash_report
 function logger.crash_report(report)
   local pid = report.pid
   if pid == nil and in_process() then pid = mb.self() end
