@@ -93,18 +93,6 @@ function task.async_nolink(fn, ...)
   return spawn_task(false, fn, ...)
 end
 
---- Internal: the task table for a process already running `task._run` for the caller.
----@param pid moonbeam.pid
----@param ref moonbeam.ref
----@return moonbeam.task
-function task._adopt(pid, ref)
-  mb.send(pid, {"$task_ref", ref})
-  return {pid = pid, ref = ref, owner = mb.self()}
-end
-
---- Internal: the body of a task started elsewhere (by a task supervisor).
-task._run = run
-
 local function is_reply(ref)
   return function(m)
     return type(m) == "table" and m[1] == ref
