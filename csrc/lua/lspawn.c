@@ -181,8 +181,11 @@ static int pack_function(packer_t *pk, int idx, const char *where) {
     } else {
       rr = pack_value(pk, -1, sub);
     }
+    if (rr) {
+      lua_remove(L, -2); /* the upvalue; the error message stays on top */
+      return rr;
+    }
     lua_pop(L, 1);
-    if (rr) return rr;
   }
   mb_enc_nil(e);
   return 0;
