@@ -201,7 +201,8 @@ static void iteration(mb_sched_t *s, int may_block, uint64_t budget_ns) {
   fire_timers(s, now);
   unsigned n = 0;
   mb_proc_t *p;
-  while ((p = rq_pop(s))) {
+  /* once the runtime stops, no process runs again: shutdown ends them all */
+  while (!atomic_load_explicit(&s->rt->stopping, memory_order_relaxed) && (p = rq_pop(s))) {
     run_one(s, p);
     if ((++n & 31) == 0) {
       now = mb_now_ns();

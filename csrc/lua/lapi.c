@@ -179,7 +179,9 @@ static int l_send_after(lua_State *L) {
   mb_timer_t t = 0;
   int r = b ? mb_send_after(rt, self_pid(L), to, (uint64_t)ms, b, len, &t) : MB_ENOMEM;
   free(b);
-  if (r) return luaL_error(L, "send_after: %s", mb_strerror(r));
+  /* the runtime is stopping: every process is about to end, the timer with it */
+  if (r == MB_ESTOPPED) t = 0;
+  else if (r) return luaL_error(L, "send_after: %s", mb_strerror(r));
   lua_pushinteger(L, (lua_Integer)t);
   return 1;
 }
