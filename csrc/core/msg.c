@@ -85,3 +85,9 @@ const uint8_t *mb_msg_data(const mb_msg_t *m, size_t *len) {
 mb_pid_t mb_msg_sender(const mb_msg_t *m) { return m->from; }
 
 size_t mb_msg_prefix(void) { return MB_MSG_HDR; }
+
+int mb_msg_kind(const mb_msg_t *m, mb_ref_t *ref) {
+  int k = m->kind == MB_K_REPLY ? MB_MSG_REPLY : m->kind == MB_K_DOWN ? MB_MSG_DOWN : MB_MSG_PLAIN;
+  if (ref && k != MB_MSG_PLAIN) *ref = m->ref;
+  return k;
+}

@@ -459,7 +459,7 @@ void mbl_report_crash(mbl_vm_t *vm, mbl_proc_t *lp, int erridx) {
 
 static const luaL_Reg funcs[] = {
   {"run", mbl_run}, {"start", mbl_start}, {"step", mbl_step}, {"stop", mbl_stop},
-  {"spawn_opt", mbl_spawn_opt}, {"receive", mbl_receive},
+  {"spawn_opt", mbl_spawn_opt}, {"receive", mbl_receive}, {"call", mbl_call},
   {"self", l_self}, {"send", l_send},
   {"link", l_link}, {"unlink", l_unlink}, {"monitor", l_monitor}, {"demonitor", l_demonitor},
   {"exit_signal", l_exit_signal}, {"trap_exit", l_trap_exit},

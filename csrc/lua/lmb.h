@@ -46,6 +46,7 @@ struct mbl_proc {
   int nargs;               /* pending arguments for the next resume */
   int yield_why;
   uint64_t deadline_ms;    /* receive deadline while waiting, 0: none */
+  mb_ref_t await_ref;      /* the call being waited for (mbl_call) */
   volatile sig_atomic_t armed; /* preemption hook set */
   int is_main;
 };
@@ -68,6 +69,7 @@ int mbl_stop(lua_State *L);
 extern const mb_behaviour_t mbl_behaviour;
 int mbl_spawn_opt(lua_State *L);
 int mbl_receive(lua_State *L);
+int mbl_call(lua_State *L);
 /* Spawns a process running the function at stack index fidx with nargs args
  * that follow it, in this same VM without copying (mb.run's main). */
 int mbl_spawn_direct(lua_State *L, mb_runtime_t *rt, int fidx, int nargs, int is_main,

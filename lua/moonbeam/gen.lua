@@ -370,25 +370,13 @@ function gen.call(server, request, timeout, label)
   if not pid then mb.exit({"noproc", {label, "call", {server, request}}}) end
   local me = mb.self()
   if pid == me then mb.exit({"calling_self", {label, "call", {server, request}}}) end
-  local ref = mb.monitor(pid)
-  local ok, err = pcall(mb.send, pid, {"$gen_call", {me, ref}, request})
-  if not ok then
-    mb.demonitor(ref, {flush = true})
-    error(label .. ".call: " .. tostring(err), 2)
-  end
-  local msg = mb.receive(function(m)
-    return type(m) == "table" and (m[1] == ref or (m[1] == "DOWN" and m[2] == ref))
-  end, ms)
-  if msg == nil then
-    core.abandon(ref)
-    mb.demonitor(ref, {flush = true})
-    mb.exit({"timeout", {label, "call", {server, request}}})
-  end
-  if msg[1] == ref then
-    mb.demonitor(ref, {flush = true})
-    return msg[2]
-  end
-  mb.exit({msg[5], {label, "call", {server, request}}})
+  -- core.call monitors pid, sends {"$gen_call", {me, ref}, request} and waits
+  -- for the reply tagged ref or the monitor's DOWN, looking only at messages
+  -- queued since (by their headers); a late reply is dropped on arrival.
+  local ok, got, reason = core.call(pid, request, ms)
+  if ok then return got end
+  if got == "timeout" then mb.exit({"timeout", {label, "call", {server, request}}}) end
+  mb.exit({reason, {label, "call", {server, request}}})
 end
 
 --- Casts a request: {"$gen_cast", request}, no reply. Always "ok".
