@@ -203,7 +203,7 @@ int mb_send_after(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, uint64_t ms, con
   mb_msg_t *m = mb_msg_new(MB_K_MSG, from, term, len);
   if (!m) return MB_ENOMEM;
   mb_sched_t *s = timer_home(rt, to);
-  uint64_t deadline = mb_now_ns() / 1000000u + ms;
+  uint64_t deadline = mb_timer_deadline(mb_now_ns(), ms);
   mb_timer_t id = mb_timers_add(&s->timers, deadline, to, m, 0);
   if (!id) return MB_ENOMEM;
   if (timer) *timer = id;
@@ -214,5 +214,5 @@ int mb_send_after(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, uint64_t ms, con
 int64_t mb_cancel_timer(mb_runtime_t *rt, mb_timer_t timer) {
   int s = mb_timer_sched(timer);
   if (s < 0 || s >= rt->nsched) return MB_ENOENT;
-  return mb_timers_cancel(&rt->scheds[s].timers, timer, mb_now_ns() / 1000000u);
+  return mb_timers_cancel(&rt->scheds[s].timers, timer, mb_ceil_ms(mb_now_ns()));
 }

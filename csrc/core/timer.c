@@ -145,8 +145,9 @@ mb_timer_t mb_timers_add(mb_timers_t *t, uint64_t deadline_ms, mb_pid_t to, mb_m
   t->heap[t->n++] = e;
   sift_up(t, e->heap_idx);
   publish_earliest(t);
+  mb_timer_t id = e->id; /* once unlocked, the owner may fire and free e at any time */
   pthread_mutex_unlock(&t->lock);
-  return e->id;
+  return id;
 oom:
   pthread_mutex_unlock(&t->lock);
   mb_msg_free(msg);

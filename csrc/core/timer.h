@@ -42,4 +42,10 @@ mb_timer_ent_t *mb_timers_pop_due(mb_timers_t *t, uint64_t now_ms);
 /* Scheduler index encoded in a timer id. */
 int mb_timer_sched(mb_timer_t id);
 
+/* Millisecond tick a timer of `ms` started at now_ns is due at. Timers fire once
+ * floor(now / 1 ms) >= deadline, so the start is rounded up: a timer is never
+ * early (it may be up to 1 ms late). Use the same rounding for "ms left". */
+static inline uint64_t mb_ceil_ms(uint64_t now_ns) { return (now_ns + 999999u) / 1000000u; }
+static inline uint64_t mb_timer_deadline(uint64_t now_ns, uint64_t ms) { return mb_ceil_ms(now_ns) + ms; }
+
 #endif
