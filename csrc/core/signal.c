@@ -286,6 +286,9 @@ int mb_exit_signal(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, const uint8_t *
 
 int mb_proc_exit(mb_proc_t *self, const uint8_t *reason, size_t len) {
   if (!reason || mb_term_validate(reason, len, MB_TERM_MAX_DEPTH)) return MB_EBADTERM;
+  /* Once an exit signal has been applied (exit_pending) its reason is final:
+   * a kill must end the process as killed whatever it asks for afterwards. */
+  if (self->exit_pending) return 0;
   uint8_t *copy = malloc(len);
   if (!copy) return MB_ENOMEM;
   memcpy(copy, reason, len);
