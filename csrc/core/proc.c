@@ -46,7 +46,9 @@ mb_proc_t *mb_ptable_alloc(mb_ptable_t *t) {
   uint64_t serial = atomic_load_explicit(&p->ctl, memory_order_relaxed) >> 32;
   if (serial == 0) serial = 1; /* serial 0 is never handed out */
   p->pid = mb_pid_make(0, idx, (uint32_t)serial);
-  atomic_store_explicit(&p->ctl, (serial << 32) | MB_CTL_ALIVE | 1, memory_order_release);
+  /* not ALIVE yet: acquirers and inspectors must not see the block before the
+   * spawner has filled it in and published it (spawn.c) */
+  atomic_store_explicit(&p->ctl, (serial << 32) | 1, memory_order_release);
   atomic_fetch_add_explicit(&t->live, 1, memory_order_relaxed);
   return p;
 }

@@ -94,7 +94,8 @@ int mb_ptable_init(mb_ptable_t *t);
 void mb_ptable_destroy(mb_ptable_t *t);
 /* Slot at index, or NULL. */
 mb_proc_t *mb_ptable_slot(mb_ptable_t *t, uint32_t index);
-/* Takes a free slot (ctl: its serial, ALIVE, one ref), or NULL. */
+/* Takes a free slot (ctl: its serial and one ref, not ALIVE), or NULL. The
+ * caller sets ALIVE with a release once the block is initialised. */
 mb_proc_t *mb_ptable_alloc(mb_ptable_t *t);
 
 /* A ref on the live process named by pid, or NULL. */

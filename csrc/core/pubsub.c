@@ -42,8 +42,15 @@ int mb_subscribe(mb_runtime_t *rt, const char *topic, mb_pid_t pid) {
   mb_proc_t *p = mb_proc_acquire(rt, pid);
   if (!p) return MB_ENOPROC;
   int err = 0;
+  mb_strent_t *e = NULL;
   pthread_mutex_lock(&rt->topics_lock);
-  mb_strent_t *e = mb_strmap_put(&rt->topics, topic);
+  /* As in mb_register: an exiting process clears ALIVE before mb_pubsub_drop
+   * takes topics_lock, so a subscription added after its drop cannot happen. */
+  if (!(atomic_load_explicit(&p->ctl, memory_order_acquire) & MB_CTL_ALIVE)) {
+    err = MB_ENOPROC;
+    goto out;
+  }
+  e = mb_strmap_put(&rt->topics, topic);
   if (!e) { err = MB_ENOMEM; goto out; }
   if (!e->value && !(e->value = calloc(1, sizeof(topic_t)))) {
     mb_strmap_remove(&rt->topics, topic);

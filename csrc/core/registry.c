@@ -13,7 +13,14 @@ int mb_register(mb_runtime_t *rt, const char *name, mb_pid_t pid) {
   if (!p) return MB_ENOPROC;
   int err = 0;
   pthread_mutex_lock(&rt->names_lock);
-  if (p->name || mb_strmap_get(&rt->names, name)) {
+  /* Liveness is checked again under names_lock: an exiting process clears
+   * ALIVE before mb_registry_drop takes this lock, so either we see it dead
+   * here, or its drop comes after us and removes the name we add. (Our ref
+   * only keeps the slot; checked before the lock, the process could drop its
+   * name between the check and the lock and leave ours pointing at a dead pid.) */
+  if (!(atomic_load_explicit(&p->ctl, memory_order_acquire) & MB_CTL_ALIVE)) {
+    err = MB_ENOPROC;
+  } else if (p->name || mb_strmap_get(&rt->names, name)) {
     err = MB_EEXIST;
   } else {
     char *copy = strdup(name);
