@@ -177,8 +177,12 @@ static int lproc_run(mb_proc_t *self, void *st) {
   if (lp->is_main) {
     lua_State *L = vm->L;
     lua_createtable(L, 1, 0);
-    lua_pushvalue(lp->co, -1);
-    lua_xmove(lp->co, L, 1);
+    if (lua_type(lp->co, -1) == LUA_TSTRING) { /* mb.run raises it with main's traceback */
+      luaL_traceback(L, lp->co, lua_tostring(lp->co, -1), 0);
+    } else {
+      lua_pushvalue(lp->co, -1);
+      lua_xmove(lp->co, L, 1);
+    }
     lua_rawseti(L, -2, 1);
     vm->brt->main_ok = 0;
     vm->brt->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -280,8 +284,9 @@ int mbl_spawn_opt(lua_State *L) {
   if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "here") == 0) {
     o.scheduler = MB_SCHED_HERE;
   } else if (!lua_isnil(L, -1)) {
-    lua_Integer s = luaL_checkinteger(L, -1);
-    if (s < 1 || s > mb_runtime_schedulers(rt))
+    int isint;
+    lua_Integer s = lua_tointegerx(L, -1, &isint);
+    if (!isint || s < 1 || s > mb_runtime_schedulers(rt))
       return luaL_error(L, "spawn: opts.scheduler must be 1..%d or \"here\"", mb_runtime_schedulers(rt));
     o.scheduler = (int)s;
   }
