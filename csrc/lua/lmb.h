@@ -82,6 +82,11 @@ int mbl_pack(lua_State *L, int fidx, int nargs, mb_enc_t *e);
  * how many arguments, or -1 with an error message pushed. */
 int mbl_unpack(lua_State *L, const uint8_t *blob, size_t len);
 
+/* lclone.c: pushes a fresh closure of the function dumped in code[0..len)
+ * (upvalues nil), sharing one loaded prototype per VM; -1 if it cannot (then
+ * nothing is pushed and the caller loads the chunk itself). */
+int mbl_load_closure(lua_State *L, const uint8_t *code, size_t len);
+
 /* Encodes the value at idx as a message term (raises a Lua error naming the
  * path on failure). The block has room for a message header. */
 void mbl_encode_msg(lua_State *L, int idx, mb_enc_t *e, const char *what);

@@ -32,7 +32,7 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud) {
   (void)L;
   dumpbuf_t *b = ud;
   if (b->n + sz > b->cap) {
-    size_t ncap = b->cap ? b->cap * 2 : 256;
+    size_t ncap = b->cap ? b->cap * 2 : 1024;
     while (ncap < b->n + sz) ncap *= 2;
     char *np = realloc(b->p, ncap);
     if (!np) return 1;
@@ -47,19 +47,52 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud) {
 static void atom(mb_enc_t *e, const char *s) { mb_enc_atom(e, s, strlen(s)); }
 
 /* Name of the loaded module whose table is at idx, pushed; 0 if none. */
+static const char MODCACHE_KEY = 0; /* weak-keyed: module table -> its name */
+
+/* Name of the loaded module whose table is at idx, pushed; 0 if none. Names
+ * found are cached (and checked against package.loaded on every use). */
 static int module_name(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  int loaded = lua_gettop(L);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &MODCACHE_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &MODCACHE_KEY);
+  }
+  int cache = lua_gettop(L);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, cache) == LUA_TSTRING) {
+    lua_pushvalue(L, -1);
+    lua_rawget(L, loaded);
+    int still = lua_rawequal(L, -1, idx);
+    lua_pop(L, 1);
+    if (still) {
+      lua_replace(L, loaded);
+      lua_settop(L, loaded);
+      return 1;
+    }
+  }
+  lua_pop(L, 1);
   lua_pushnil(L);
-  while (lua_next(L, -2)) {
+  while (lua_next(L, loaded)) {
     if (lua_rawequal(L, -1, idx) && lua_type(L, -2) == LUA_TSTRING) {
-      lua_pop(L, 1);
-      lua_remove(L, -2);
+      lua_pop(L, 1);                /* loaded, cache, name */
+      lua_pushvalue(L, idx);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, cache);
+      lua_replace(L, loaded);
+      lua_settop(L, loaded);
       return 1;
     }
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  lua_settop(L, loaded - 1);
   return 0;
 }
 
@@ -89,7 +122,14 @@ static int cfunction_place(lua_State *L, int idx) {
   return 0;
 }
 
-static int pack_value(packer_t *pk, int idx, const char *where);
+static int pack_value(packer_t *pk, int idx, const char *where, const char *upname);
+
+/* The path named in errors: "<where>: upvalue '<name>'", built only when needed. */
+static const char *path(char *buf, size_t cap, const char *where, const char *upname) {
+  if (!upname) return where;
+  snprintf(buf, cap, "%s: upvalue '%s'", where, *upname ? upname : "?");
+  return buf;
+}
 
 /* An _ENV upvalue that is a table with a metatable (an environment inheriting
  * from the globals, as busted's or a sandbox's with __index = _G), and not a
@@ -172,14 +212,12 @@ static int pack_function(packer_t *pk, int idx, const char *where) {
     lua_pushinteger(L, ((lua_Integer)id << 8) | i);
     lua_rawset(L, pk->memo);
     const char *name = lua_getupvalue(L, idx, i);
-    char sub[160];
-    snprintf(sub, sizeof sub, "%s: upvalue '%s'", where, name && *name ? name : "?");
     int rr = 0;
     if (inherited_env(L, -1, name)) {
       mb_enc_tuple(e, 1);
       atom(e, "$G");
     } else {
-      rr = pack_value(pk, -1, sub);
+      rr = pack_value(pk, -1, where, name ? name : "");
     }
     if (rr) {
       lua_remove(L, -2); /* the upvalue; the error message stays on top */
@@ -191,13 +229,14 @@ static int pack_function(packer_t *pk, int idx, const char *where) {
   return 0;
 }
 
-static int pack_value(packer_t *pk, int idx, const char *where) {
+static int pack_value(packer_t *pk, int idx, const char *where, const char *upname) {
   lua_State *L = pk->L;
   mb_enc_t *e = pk->e;
+  char buf[192];
   idx = lua_absindex(L, idx);
   switch (lua_type(L, idx)) {
   case LUA_TFUNCTION:
-    return pack_function(pk, idx, where);
+    return pack_function(pk, idx, path(buf, sizeof buf, where, upname));
   case LUA_TTABLE:
     lua_pushglobaltable(L);
     if (lua_rawequal(L, -1, idx)) {
@@ -219,8 +258,10 @@ static int pack_value(packer_t *pk, int idx, const char *where) {
     break;
   }
   char err[256];
-  if (mb_lterm_encode(L, idx, e, where, err, sizeof err)) {
-    lua_pushstring(L, err);
+  if (mb_lterm_encode(L, idx, e, upname ? "" : where, err, sizeof err)) {
+    /* the encoder names the place below the root: put the root in front */
+    if (upname) lua_pushfstring(L, "%s: upvalue '%s'%s", where, *upname ? upname : "?", err);
+    else lua_pushstring(L, err);
     return -1;
   }
   return 0;
@@ -228,7 +269,7 @@ static int pack_value(packer_t *pk, int idx, const char *where) {
 
 int mbl_pack(lua_State *L, int fidx, int nargs, mb_enc_t *e) {
   fidx = lua_absindex(L, fidx);
-  lua_newtable(L);
+  lua_createtable(L, 0, 8); /* presized: a spawn's few functions and upvalues */
   packer_t pk = {L, e, lua_gettop(L), 0};
   mb_enc_tuple(e, 3);
   atom(e, "$spawn");
@@ -260,7 +301,7 @@ int mbl_pack(lua_State *L, int fidx, int nargs, mb_enc_t *e) {
     for (int i = 1; i <= nargs && r == 0; i++) {
       char where[32];
       snprintf(where, sizeof where, "spawn: argument #%d", i);
-      r = pack_value(&pk, fidx + i, where);
+      r = pack_value(&pk, fidx + i, where, NULL);
     }
     mb_enc_nil(e);
   }
@@ -340,7 +381,9 @@ static int unpack_fn(unpacker_t *u) {
   if (skip_tag(d, &arity) || arity != 4 || mb_dec_int(d, &id) || mb_dec_binary(d, &code, &clen))
     return -1;
   chunk_t c = {code, clen};
-  if (lua_load(L, reader, &c, "=spawn", "b") != LUA_OK) return -1;
+  /* a fresh closure sharing the VM's copy of the prototype, else a full load */
+  if (mbl_load_closure(L, code, clen) != 0 && lua_load(L, reader, &c, "=spawn", "b") != LUA_OK)
+    return -1;
   int f = lua_gettop(L);
   lua_pushvalue(L, f);
   lua_rawseti(L, u->memo, id);
@@ -383,11 +426,22 @@ static int unpack_value(unpacker_t *u) {
     return 0;
   }
   if (!strcmp(tag, "$mod") || !strcmp(tag, "$cfn") || !strcmp(tag, "$mfa")) {
-    lua_getglobal(L, "require");
-    if (push_binary(L, d)) return -1;
+    const uint8_t *mp;
+    size_t ml;
+    if (mb_dec_binary(d, &mp, &ml)) return -1;
     char mod[64];
-    snprintf(mod, sizeof mod, "%s", lua_tostring(L, -1));
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    snprintf(mod, sizeof mod, "%.*s", (int)ml, (const char *)mp);
+    /* already loaded in this VM (the usual case): no call to require */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushlstring(L, (const char *)mp, ml);
+    int loaded = lua_rawget(L, -2) != LUA_TNIL;
+    lua_remove(L, -2);
+    if (!loaded) {
+      lua_pop(L, 1);
+      lua_getglobal(L, "require");
+      lua_pushlstring(L, (const char *)mp, ml);
+    }
+    if (!loaded && lua_pcall(L, 1, 1, 0) != LUA_OK) {
       snprintf(u->why, sizeof u->why, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "require failed");
       lua_remove(L, -1);
       return -1;
