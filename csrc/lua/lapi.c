@@ -39,7 +39,8 @@ static mb_pid_t dest_pid(lua_State *L, mb_runtime_t *rt, int idx, const char *fn
     if (!pid) luaL_error(L, "%s: no process registered as '%s'", fn, lua_tostring(L, idx));
     return pid;
   }
-  mb_pid_t pid = mb_lterm_topid(L, idx);
+  mb_pid_t pid = mbl_topid(L, idx);
+  if (!pid) pid = mb_lterm_topid(L, idx);
   if (!pid) luaL_error(L, "%s: bad destination (pid or registered name expected, got %s)", fn,
                        luaL_typename(L, idx));
   return pid;
@@ -476,7 +477,12 @@ static const luaL_Reg funcs[] = {
 
 int luaopen_moonbeam_core(lua_State *L) {
   mb_lterm_open(L, NULL);
-  luaL_newlib(L, funcs);
+  luaL_newlibtable(L, funcs);
+  mbl_push_box(L);
+  luaL_getmetatable(L, MB_LTERM_PID);
+  ((mbl_box_t *)lua_touserdata(L, -2))->pid_mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  luaL_setfuncs(L, funcs, 1);
   luaL_newmetatable(L, "moonbeam.exit");
   lua_setfield(L, -2, "exit_mt");
   return 1;

@@ -51,6 +51,26 @@ struct mbl_proc {
   int is_main;
 };
 
+/* Per-VM box holding the VM record (NULL outside a runtime): upvalue 1 of
+ * every function of moonbeam.core, so they find their VM without a lookup. */
+typedef struct mbl_box {
+  mbl_vm_t *vm;
+  const void *pid_mt;      /* the pid metatable, to recognise pids cheaply */
+} mbl_box_t;
+
+/* The pid at idx, or 0: the hot path's check (one metatable compare). */
+static inline mb_pid_t mbl_topid(lua_State *L, int idx) {
+  mbl_box_t *b = (mbl_box_t *)lua_touserdata(L, lua_upvalueindex(1));
+  if (!b || !b->pid_mt || lua_type(L, idx) != LUA_TUSERDATA) return 0;
+  if (!lua_getmetatable(L, idx)) return 0;
+  int is = lua_topointer(L, -1) == b->pid_mt;
+  lua_pop(L, 1);
+  return is ? *(const mb_pid_t *)lua_touserdata(L, idx) : 0;
+}
+mbl_box_t *mbl_box(lua_State *L);
+/* Pushes the box (for luaopen_moonbeam_core). */
+void mbl_push_box(lua_State *L);
+
 /* The VM record of L's VM, or NULL outside a runtime. */
 mbl_vm_t *mbl_vm(lua_State *L);
 /* The running process of L's VM (raises if none, or if L is not its coroutine

@@ -461,6 +461,21 @@ int mb_lterm_encode(lua_State *L, int idx, mb_enc_t *e, const char *root, char *
   int top = lua_gettop(L), r, i;
   size_t used;
   idx = lua_absindex(L, idx);
+  /* scalars, the commonest messages, need none of the walk's set-up */
+  if (!e->err) {
+    int t = lua_type(L, idx);
+    if (t == LUA_TNUMBER || t == LUA_TBOOLEAN || t == LUA_TNIL) {
+      if (t == LUA_TNUMBER)
+        r = lua_isinteger(L, idx) ? mb_enc_int(e, (int64_t)lua_tointeger(L, idx))
+                                  : mb_enc_float(e, (double)lua_tonumber(L, idx));
+      else if (t == LUA_TNIL)
+        r = mb_enc_atom(e, "nil", 3);
+      else
+        r = lua_toboolean(L, idx) ? mb_enc_atom(e, "true", 4) : mb_enc_atom(e, "false", 5);
+      if (r && err && errlen) snprintf(err, errlen, "%s: %s", root ? root : "value", mb_strerror(r));
+      return r;
+    }
+  }
   s.L = L;
   s.e = e;
   s.depth = 0;

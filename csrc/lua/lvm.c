@@ -7,7 +7,31 @@
 
 static const char VM_KEY = 0;
 
+static const char BOX_KEY = 0;
+
+mbl_box_t *mbl_box(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BOX_KEY) != LUA_TUSERDATA) {
+    lua_pop(L, 1);
+    mbl_box_t *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->vm = NULL;
+    b->pid_mt = NULL;
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &BOX_KEY);
+  }
+  mbl_box_t *b = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+void mbl_push_box(lua_State *L) {
+  mbl_box(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &BOX_KEY);
+}
+
 mbl_vm_t *mbl_vm(lua_State *L) {
+  /* the module's functions carry the VM's box as upvalue 1: no table lookup */
+  mbl_box_t *b = lua_touserdata(L, lua_upvalueindex(1));
+  if (b) return b->vm;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &VM_KEY);
   mbl_vm_t *vm = lua_touserdata(L, -1);
   lua_pop(L, 1);
@@ -49,6 +73,7 @@ static void set_field(lua_State *L, const char *field, const char *value) {
 static void attach(lua_State *L, mbl_vm_t *vm, mb_runtime_t *rt) {
   lua_pushlightuserdata(L, vm);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &VM_KEY);
+  mbl_box(L)->vm = vm;
   mb_lterm_open(L, mb_runtime_nodes(rt));
 }
 
@@ -85,6 +110,7 @@ static void on_sched_fini(mb_runtime_t *rt, int sched, void *ud) {
   } else {
     lua_pushnil(vm->L);
     lua_rawsetp(vm->L, LUA_REGISTRYINDEX, &VM_KEY);
+    mbl_box(vm->L)->vm = NULL;
   }
   mb_sched_set_data(rt, sched, NULL);
   free(vm);
