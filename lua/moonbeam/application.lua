@@ -28,6 +28,13 @@ local function log(level, message)
   io.stderr:write(string.format("[%s] %s\n", level, message))
 end
 
+-- Waits until the logger has written what was logged so far (before the
+-- runtime stops, which would end the logger process too).
+local function flush_log()
+  local ok, logger = pcall(require, "moonbeam.logger")
+  if ok and type(logger.flush) == "function" then pcall(logger.flush) end
+end
+
 local function check_name(name, who)
   if type(name) ~= "string" or name == "" then
     error(string.format("application.%s: application name (a module name) expected, got %s", who,
@@ -218,16 +225,21 @@ function application.run(name, args)
   local sup, err = application.start(name, args)
   if not sup then
     log("error", string.format("application %s failed to start: %s", name, mb.format(err)))
+    flush_log()
     return 1
   end
   local master = mb.whereis(PREFIX .. name)
-  if not master then return 1 end -- its tree already ended (and the master logged why)
+  if not master then -- its tree already ended (and the master logged why)
+    flush_log()
+    return 1
+  end
   local mref = mb.monitor(master)
   local msg = mb.receive(function(m)
     return type(m) == "table" and (m[1] == "signal" or (m[1] == "DOWN" and m[2] == mref))
   end)
   if msg[1] == "DOWN" then
     -- the master already logged why
+    flush_log()
     return (msg[5] == "normal" or msg[5] == "shutdown") and 0 or 1
   end
   -- a second signal during the stop gets the OS's default action
@@ -238,8 +250,10 @@ function application.run(name, args)
   local ok, serr = application.stop(name)
   if not ok and serr ~= "not_started" then
     log("error", string.format("application %s did not stop cleanly: %s", name, mb.format(serr)))
+    flush_log()
     return 1
   end
+  flush_log()
   return 0
 end
 
