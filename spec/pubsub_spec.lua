@@ -270,7 +270,8 @@ describe("moonbeam.pubsub", function()
     it("a PubSub name or topic of the wrong type raises", function()
       run(function()
         pubsub.start_link{name = "ps"}
-        assert.error_matches(function() pubsub.subscribe(nil, "t") end, "PubSub name %(non%-empty string%) expected, got nil")
+        assert.error_matches(function() pubsub.subscribe(nil, "t") end,
+                             "PubSub name %(non%-empty string%) expected, got nil")
         assert.error_matches(function() pubsub.subscribe("ps", 5) end, "topic must be a string, got number")
         assert.error_matches(function() pubsub.broadcast_from("ps", "me", "t", 1) end, "from must be a pid")
         assert.error_matches(function() pubsub.direct_broadcast(nil, "ps", "t", 1) end, "node name expected")
