@@ -57,7 +57,11 @@ int mb_proc_info(mb_runtime_t *rt, mb_pid_t pid, mb_proc_info_t *info) {
   info->memory = sizeof(mb_proc_t) + atomic_load_explicit(&p->qbytes, memory_order_relaxed);
   mb_proc_lock(p);
   info->links = p->nlinks;
-  info->monitors = p->nmons;
+  /* as Erlang's process_info: monitors it holds, and monitors held on it */
+  for (uint32_t i = 0; i < p->nmons; i++) {
+    if (p->mons[i].watching) info->monitors++;
+    else info->monitored_by++;
+  }
   info->memory += p->caplinks * sizeof(mb_pid_t) + p->capmons * sizeof(mb_monitor_t);
   mb_proc_unlock(p);
   info->trap_exit = atomic_load_explicit(&p->trap_exit, memory_order_relaxed);

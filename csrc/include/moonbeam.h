@@ -421,7 +421,9 @@ typedef struct mb_proc_info {
   size_t mailbox_len;      /* messages queued, not counting signals in flight */
   size_t memory;           /* bytes: control block, queued messages, state */
   uint64_t reductions;
-  size_t links, monitors;  /* counts */
+  size_t links;            /* linked processes */
+  size_t monitors;         /* monitors this process holds on others */
+  size_t monitored_by;     /* monitors others hold on this process */
   char name[64];           /* registered name, "" if none */
 } mb_proc_info_t;
 

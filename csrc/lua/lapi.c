@@ -300,6 +300,8 @@ static int l_info(lua_State *L) {
   lua_setfield(L, -2, "trap_exit");
   lua_pushinteger(L, (lua_Integer)info.monitors);
   lua_setfield(L, -2, "monitors");
+  lua_pushinteger(L, (lua_Integer)info.monitored_by);
+  lua_setfield(L, -2, "monitored_by");
   if (info.name[0]) {
     lua_pushstring(L, info.name);
     lua_setfield(L, -2, "name");

@@ -189,7 +189,8 @@ function mb.make_ref() return core.make_ref() end
 function mb.alive(pid) return core.alive(pid) end
 
 --- Inspects a process: status, mailbox_len, memory, reductions, scheduler,
---- links, monitors, name, trap_exit; nil if it is not alive.
+--- links, monitors (held by it), monitored_by, name, trap_exit; nil if it is
+--- not alive.
 ---@param pid moonbeam.pid
 ---@return table?
 function mb.info(pid) return core.info(pid) end
