@@ -100,8 +100,9 @@ static void fire_timers(mb_sched_t *s, uint64_t now_ns) {
   }
 }
 
-/* Runs p for one slice and puts it where its result says. */
-static void run_one(mb_sched_t *s, mb_proc_t *p) {
+/* Runs p for one slice and puts it where its result says; returns 1 if p ran
+ * to the end of its slice (preempted or out of budget), else 0. */
+static int run_one(mb_sched_t *s, mb_proc_t *p) {
   atomic_store_explicit(&p->state, MB_PS_RUNNING, memory_order_relaxed);
   if (p->wait_timer) {
     mb_timers_cancel(&s->timers, p->wait_timer, 0);
@@ -110,7 +111,7 @@ static void run_one(mb_sched_t *s, mb_proc_t *p) {
   mb_proc_drain(p);
   if (p->exit_pending) {
     mb_proc_terminate(p, 0);
-    return;
+    return 0;
   }
   atomic_store_explicit(&s->current, p, memory_order_release);
   atomic_fetch_add_explicit(&s->run_seq, 1, memory_order_release);
@@ -119,19 +120,19 @@ static void run_one(mb_sched_t *s, mb_proc_t *p) {
   counter_add(&s->runs, 1);
   if (r == MB_RUN_EXIT || p->exit_pending) {
     mb_proc_terminate(p, 0);
-    return;
+    return 0;
   }
   if (r == MB_RUN_YIELD) {
     atomic_store_explicit(&p->state, MB_PS_RUNNABLE, memory_order_relaxed);
     rq_push(s, p);
-    return;
+    return 1;
   }
   if (p->timeout_ms == 0) {
     p->timeout_ms = -1;
     p->timed_out = 1;
     atomic_store_explicit(&p->state, MB_PS_RUNNABLE, memory_order_relaxed);
     rq_push(s, p);
-    return;
+    return 0;
   }
   if (p->timeout_ms > 0) {
     uint64_t deadline = mb_timer_deadline(mb_now_ns(), (uint64_t)p->timeout_ms);
@@ -141,6 +142,7 @@ static void run_one(mb_sched_t *s, mb_proc_t *p) {
   atomic_store_explicit(&p->state, MB_PS_WAITING, memory_order_seq_cst);
   /* a message pushed before WAITING was visible did not wake us: look again */
   if (atomic_load_explicit(&p->inbox, memory_order_seq_cst)) mb_proc_wake(p);
+  return 0;
 }
 
 static void on_wake(uv_async_t *h) { (void)h; }
@@ -203,15 +205,18 @@ static void iteration(mb_sched_t *s, int may_block, uint64_t budget_ns) {
   mb_proc_t *p;
   /* once the runtime stops, no process runs again: shutdown ends them all */
   while (!atomic_load_explicit(&s->rt->stopping, memory_order_relaxed) && (p = rq_pop(s))) {
-    run_one(s, p);
-    if ((++n & 31) == 0) {
+    int long_run = run_one(s, p);
+    /* processes woken by other threads join the queue after every run (one
+     * load when there are none), so a spinner delays them by one slice */
+    take_remote(s);
+    /* the clock is read every 32 short runs, and after every full slice */
+    if (long_run || (++n & 31) == 0) {
       now = mb_now_ns();
       if (now - start > budget_ns) break;
-      take_remote(s);
       fire_timers(s, now);
     }
   }
-  if (n & 31) now = mb_now_ns();
+  now = mb_now_ns();
   counter_add(&s->busy_ns, now - start);
   if (atomic_load_explicit(&s->rt->stopping, memory_order_acquire)) return;
   if (!s->rq_head && may_block) {

@@ -1,6 +1,6 @@
-/* watchdog.c: preemption. One thread ticks every slice; a scheduler whose
+/* watchdog.c: preemption. One thread ticks every half slice; a scheduler whose
  * run_seq has not moved since the last tick while a process is current has run
- * that process for over a slice, and gets SIGURG. The handler, on that
+ * that process for at least half a slice, and gets SIGURG. The handler, on that
  * scheduler's own thread, asks the running behaviour to yield soon (the Lua
  * binding arms a count hook: async-signal-safe by Lua's manual). Nothing runs
  * per message; a run that ends before the tick costs nothing. */
@@ -36,7 +36,9 @@ static void *watchdog_main(void *arg) {
   while (!atomic_load(&rt->stopping)) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += (long)rt->slice_ns;
+    /* ticks every half slice: a run that spans a whole tick is preempted, so
+     * a slice lasts between one half and one full slice_ns */
+    ts.tv_nsec += (long)(rt->slice_ns / 2);
     while (ts.tv_nsec >= 1000000000L) {
       ts.tv_nsec -= 1000000000L;
       ts.tv_sec++;
