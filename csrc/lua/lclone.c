@@ -229,7 +229,7 @@ static int build_factory(lua_State *L, const uint8_t *code, size_t len) {
   return 0;
 }
 
-/* FNV-1a over the bytecode: the cache key (the entry keeps the bytecode to
+/* FNV-1a over the bytecode: the cache key (an entry keeps the bytecode to
  * compare, so a collision only costs a rebuild). */
 static lua_Integer hash_code(const uint8_t *p, size_t n) {
   uint64_t h = 1469598103934665603ull;
@@ -237,7 +237,58 @@ static lua_Integer hash_code(const uint8_t *p, size_t n) {
   return (lua_Integer)(h >> 1);
 }
 
-int mbl_load_closure(lua_State *L, const uint8_t *code, size_t len) {
+static const char CODEOF_KEY = 0;  /* registry, weak keys: closure -> entry */
+
+/* Pushes the weak table closure -> {bytecode, factory|false, hash}. */
+static void push_codeof(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &CODEOF_KEY) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CODEOF_KEY);
+}
+
+int mbl_code_of(lua_State *L, int fidx, const char **code, size_t *len, lua_Integer *hash) {
+  fidx = lua_absindex(L, fidx);
+  push_codeof(L);
+  lua_pushvalue(L, fidx);
+  if (lua_rawget(L, -2) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    buf_t b = {0};
+    lua_pushvalue(L, fidx);
+    int r = lua_dump(L, writer, &b, 0);
+    lua_pop(L, 1);
+    if (r || b.oom) {
+      free(b.p);
+      lua_pop(L, 1);
+      return -1;
+    }
+    lua_createtable(L, 3, 0);
+    lua_pushlstring(L, b.p, b.n);
+    lua_rawseti(L, -2, 1);
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, -2, 2);
+    lua_pushinteger(L, hash_code((const uint8_t *)b.p, b.n));
+    lua_rawseti(L, -2, 3);
+    free(b.p);
+    lua_pushvalue(L, fidx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+  }
+  /* the entry stays referenced by the closure's cache slot: its string lives on */
+  lua_rawgeti(L, -1, 1);
+  *code = lua_tolstring(L, -1, len);
+  lua_rawgeti(L, -2, 3);
+  *hash = lua_tointeger(L, -1);
+  lua_pop(L, 4);
+  return 0;
+}
+
+int mbl_load_closure(lua_State *L, const uint8_t *code, size_t len, lua_Integer key) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &CACHE_KEY) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 16);
@@ -245,47 +296,55 @@ int mbl_load_closure(lua_State *L, const uint8_t *code, size_t len) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &CACHE_KEY);
   }
   int cache = lua_gettop(L);
-  lua_Integer key = hash_code(code, len);
-  /* entry: {bytecode, factory} */
+  if (!key) key = hash_code(code, len);
+  /* entry: {bytecode, factory, hash} */
+  int found = 0;
   if (lua_rawgeti(L, cache, key) == LUA_TTABLE) {
     size_t el;
     lua_rawgeti(L, -1, 1);
     const char *ec = lua_tolstring(L, -1, &el);
-    int same = ec && el == len && memcmp(ec, code, len) == 0;
+    found = ec && el == len && memcmp(ec, code, len) == 0;
     lua_pop(L, 1);
-    if (same) {
-      lua_rawgeti(L, -1, 2);
-      lua_call(L, 0, 1); /* upvalues start nil; the caller sets them */
-      lua_replace(L, cache);
-      lua_settop(L, cache);
-      return 0;
+  }
+  if (!found) {
+    lua_settop(L, cache);
+    if (build_factory(L, code, len) != 0) {
+      lua_pop(L, 1);
+      return -1;
     }
-  }
-  lua_settop(L, cache);
-  if (build_factory(L, code, len) != 0) {
+    /* bounded: a program that spawns endless distinct functions starts over */
+    lua_getfield(L, cache, "n");
+    lua_Integer n = lua_tointeger(L, -1) + 1;
     lua_pop(L, 1);
-    return -1;
+    if (n > CACHE_MAX) {
+      lua_createtable(L, 0, 16);
+      lua_replace(L, cache);
+      lua_pushvalue(L, cache);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &CACHE_KEY);
+      n = 1;
+    }
+    lua_pushinteger(L, n);
+    lua_setfield(L, cache, "n");
+    lua_createtable(L, 3, 0);
+    lua_pushlstring(L, (const char *)code, len);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 2);
+    lua_pushinteger(L, key);
+    lua_rawseti(L, -2, 3);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, cache, key);
+    lua_remove(L, -2); /* the factory: the entry has it */
   }
-  /* bounded: a program that spawns endless distinct functions starts over */
-  lua_getfield(L, cache, "n");
-  lua_Integer n = lua_tointeger(L, -1) + 1;
-  lua_pop(L, 1);
-  if (n > CACHE_MAX) {
-    lua_createtable(L, 0, 16);
-    lua_replace(L, cache);
-    lua_pushvalue(L, cache);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &CACHE_KEY);
-    n = 1;
-  }
-  lua_pushinteger(L, n);
-  lua_setfield(L, cache, "n");
-  lua_createtable(L, 2, 0);
-  lua_pushlstring(L, (const char *)code, len);
-  lua_rawseti(L, -2, 1);
+  /* stack: cache, entry */
+  lua_rawgeti(L, -1, 2);
+  lua_call(L, 0, 1); /* upvalues start nil; the caller sets them */
+  /* remember where this closure came from: spawning it again needs no dump */
+  push_codeof(L);
   lua_pushvalue(L, -2);
-  lua_rawseti(L, -2, 2);
-  lua_rawseti(L, cache, key);
-  lua_call(L, 0, 1);
+  lua_pushvalue(L, -4);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   lua_replace(L, cache);
   lua_settop(L, cache);
   return 0;

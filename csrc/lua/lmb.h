@@ -105,7 +105,11 @@ int mbl_unpack(lua_State *L, const uint8_t *blob, size_t len);
 /* lclone.c: pushes a fresh closure of the function dumped in code[0..len)
  * (upvalues nil), sharing one loaded prototype per VM; -1 if it cannot (then
  * nothing is pushed and the caller loads the chunk itself). */
-int mbl_load_closure(lua_State *L, const uint8_t *code, size_t len);
+int mbl_load_closure(lua_State *L, const uint8_t *code, size_t len, lua_Integer hash);
+/* The bytecode of the Lua function at fidx and its hash (0 on a miss: then
+ * computed), dumped once per closure and remembered for closures made by
+ * mbl_load_closure; the string stays valid while the function lives. */
+int mbl_code_of(lua_State *L, int fidx, const char **code, size_t *len, lua_Integer *hash);
 
 /* Encodes the value at idx as a message term (raises a Lua error naming the
  * path on failure). The block has room for a message header. */

@@ -23,26 +23,7 @@ typedef struct packer {
   int next_id;
 } packer_t;
 
-typedef struct dumpbuf {
-  char *p;
-  size_t n, cap;
-} dumpbuf_t;
 
-static int writer(lua_State *L, const void *p, size_t sz, void *ud) {
-  (void)L;
-  dumpbuf_t *b = ud;
-  if (b->n + sz > b->cap) {
-    size_t ncap = b->cap ? b->cap * 2 : 1024;
-    while (ncap < b->n + sz) ncap *= 2;
-    char *np = realloc(b->p, ncap);
-    if (!np) return 1;
-    b->p = np;
-    b->cap = ncap;
-  }
-  memcpy(b->p + b->n, p, sz);
-  b->n += sz;
-  return 0;
-}
 
 static void atom(mb_enc_t *e, const char *s) { mb_enc_atom(e, s, strlen(s)); }
 
@@ -175,12 +156,10 @@ static int pack_function(packer_t *pk, int idx, const char *where) {
   lua_pushvalue(L, idx);
   lua_pushinteger(L, id);
   lua_rawset(L, pk->memo);
-  dumpbuf_t b = {0};
-  lua_pushvalue(L, idx);
-  int r = lua_dump(L, writer, &b, 0);
-  lua_pop(L, 1);
-  if (r) {
-    free(b.p);
+  const char *code;
+  size_t clen;
+  lua_Integer hash;
+  if (mbl_code_of(L, idx, &code, &clen, &hash)) {
     lua_pushfstring(L, "%s: cannot dump this function", where);
     return -1;
   }
@@ -189,11 +168,11 @@ static int pack_function(packer_t *pk, int idx, const char *where) {
     lua_pop(L, 1);
     nup++;
   }
-  mb_enc_tuple(e, 4);
+  mb_enc_tuple(e, 5);
   atom(e, "$fn");
   mb_enc_int(e, id);
-  mb_enc_binary(e, b.p, b.n);
-  free(b.p);
+  mb_enc_binary(e, code, clen);
+  mb_enc_int(e, hash);
   if (nup) mb_enc_list(e, (uint32_t)nup);
   for (int i = 1; i <= nup; i++) {
     /* an upvalue shared with a function met before stays shared in the copy */
@@ -299,9 +278,15 @@ int mbl_pack(lua_State *L, int fidx, int nargs, mb_enc_t *e) {
   if (r == 0) {
     if (nargs) mb_enc_list(e, (uint32_t)nargs);
     for (int i = 1; i <= nargs && r == 0; i++) {
-      char where[32];
-      snprintf(where, sizeof where, "spawn: argument #%d", i);
-      r = pack_value(&pk, fidx + i, where, NULL);
+      r = pack_value(&pk, fidx + i, "spawn: argument", NULL);
+      if (r) { /* name which argument */
+        lua_pushfstring(L, "%s", lua_tostring(L, -1));
+        const char *m = lua_tostring(L, -1);
+        const char *rest = strncmp(m, "spawn: argument", 15) == 0 ? m + 15 : m;
+        lua_pushfstring(L, "spawn: argument #%d%s", i, rest);
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+      }
     }
     mb_enc_nil(e);
   }
@@ -378,11 +363,13 @@ static int unpack_fn(unpacker_t *u) {
   int64_t id;
   const uint8_t *code;
   size_t clen;
-  if (skip_tag(d, &arity) || arity != 4 || mb_dec_int(d, &id) || mb_dec_binary(d, &code, &clen))
+  int64_t hash;
+  if (skip_tag(d, &arity) || arity != 5 || mb_dec_int(d, &id) || mb_dec_binary(d, &code, &clen) ||
+      mb_dec_int(d, &hash))
     return -1;
   chunk_t c = {code, clen};
   /* a fresh closure sharing the VM's copy of the prototype, else a full load */
-  if (mbl_load_closure(L, code, clen) != 0 && lua_load(L, reader, &c, "=spawn", "b") != LUA_OK)
+  if (mbl_load_closure(L, code, clen, (lua_Integer)hash) != 0 && lua_load(L, reader, &c, "=spawn", "b") != LUA_OK)
     return -1;
   int f = lua_gettop(L);
   lua_pushvalue(L, f);
