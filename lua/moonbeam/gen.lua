@@ -520,6 +520,43 @@ local function flush_exit(pid)
   mb.receive(function(m) return type(m) == "table" and m[1] == "EXIT" and m[2] == pid end, 0)
 end
 
+--- Checks that `module` can be a behaviour's callback module (a module name,
+--- or a table with an init function or a metatable); raises naming `who`.
+---@param module any
+---@param who string e.g. "gen_server.start"
+function gen.check_module(module, who)
+  local t = type(module)
+  if t == "string" then return end
+  if t == "table" and (type(module.init) == "function" or getmetatable(module) ~= nil) then return end
+  error(fmt("%s: module must be a module name or a table with an init function, got %s",
+            who, t == "table" and mb.format(module) or t), 3)
+end
+
+--- Starts a behaviour's process: checks `module` and `opts` (name, timeout,
+--- scheduler), then runs `require("moonbeam." .. label)._init_it(module, arg)`
+--- through gen.start. Errors name `label.who` at the caller's caller.
+---@param label string "gen_server", "gen_statem"
+---@param link boolean
+---@param module string|table
+---@param arg any
+---@param opts? table
+---@param who string "start" or "start_link"
+---@return moonbeam.pid|"ignore"|nil
+---@return any reason
+function gen.start_behaviour(label, link, module, arg, opts, who)
+  local name = label .. "." .. who
+  gen.check_module(module, name)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(fmt("%s: opts must be a table, got %s", name, type(opts)), 3)
+  end
+  opts = opts or {}
+  gen.check_name(opts.name, name)
+  gen.check_timeout(opts.timeout, name)
+  return gen.start({"moonbeam." .. label, "_init_it"},
+                   {link = link, name = opts.name, timeout = opts.timeout, scheduler = opts.scheduler,
+                    args = {module, arg, n = 2}})
+end
+
 --- Starts a process running `fn(starter, ...opts.args)` and waits until it
 --- calls `gen.init_ack`. When `opts.name` is given the new process registers
 --- it before fn runs; a taken name makes the start fail with

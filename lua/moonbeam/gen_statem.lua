@@ -491,27 +491,6 @@ end
 
 -- ------------------------------------------------------------------ API
 
-local function check_module(module, who)
-  local t = type(module)
-  if t == "string" then return end
-  if t == "table" and (type(module.init) == "function" or getmetatable(module) ~= nil) then return end
-  error(fmt("gen_statem.%s: module must be a module name or a table with an init function, got %s",
-            who, t == "table" and mb.format(module) or t), 3)
-end
-
-local function do_start(link, module, arg, opts, who)
-  check_module(module, who)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(fmt("gen_statem.%s: opts must be a table, got %s", who, type(opts)), 3)
-  end
-  opts = opts or {}
-  gen.check_name(opts.name, "gen_statem." .. who)
-  gen.check_timeout(opts.timeout, "gen_statem." .. who)
-  return gen.start({"moonbeam.gen_statem", "_init_it"},
-                   {link = link, name = opts.name, timeout = opts.timeout, scheduler = opts.scheduler,
-                    args = {module, arg, n = 2}})
-end
-
 ---@class moonbeam.gen_statem.opts
 ---@field name? string|table register the server: a string or {"via", registry, key}
 ---@field timeout? number|"infinity" how long init may take (default "infinity"); then start returns nil, "timeout"
@@ -527,7 +506,7 @@ end
 ---@return moonbeam.pid|"ignore"|nil
 ---@return any reason
 function gen_statem.start(module, arg, opts)
-  return do_start(false, module, arg, opts, "start")
+  return gen.start_behaviour("gen_statem", false, module, arg, opts, "start")
 end
 
 --- Starts a state machine linked to the caller; see `start`.
@@ -537,7 +516,7 @@ end
 ---@return moonbeam.pid|"ignore"|nil
 ---@return any reason
 function gen_statem.start_link(module, arg, opts)
-  return do_start(true, module, arg, opts, "start_link")
+  return gen.start_behaviour("gen_statem", true, module, arg, opts, "start_link")
 end
 
 --- Calls the state machine: the event `{"call", from}, request`, answered by a
@@ -627,7 +606,7 @@ end
 ---@param opts? {id?: any, restart?: string, shutdown?: number|string, name?: string|table}
 ---@return table spec
 function gen_statem.child_spec(module, arg, opts)
-  check_module(module, "child_spec")
+  gen.check_module(module, "gen_statem.child_spec")
   opts = opts or {}
   local mod = load_module(module)
   local id = opts.id
