@@ -28,8 +28,9 @@ local function run_script(src)
   local f = assert(io.open(file, "w"))
   f:write(src)
   f:close()
-  local p = assert(io.popen(("LUA_PATH=%q LUA_CPATH=%q timeout 10 lua5.4 %q 2>&1"):format(
-    package.path, package.cpath, file)))
+  local env = ("LUA_PATH=%q LUA_PATH_5_4=%q LUA_CPATH=%q LUA_CPATH_5_4=%q"):format(
+    package.path, package.path, package.cpath, package.cpath)
+  local p = assert(io.popen(("%s timeout 10 lua5.4 %q 2>&1"):format(env, file)))
   local out = p:read("a")
   local ok = p:close()
   os.remove(file)

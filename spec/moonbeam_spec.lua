@@ -758,7 +758,8 @@ describe("moonbeam process API", function()
       end, OPTS)
     end)
 
-    it("info has status, mailbox_len, memory, reductions, scheduler, links, monitors, monitored_by, name, trap_exit", function()
+    it("info has status, mailbox_len, memory, reductions, scheduler, links, monitors, monitored_by, name, trap_exit",
+    function()
       mb.run(function()
         local pid = mb.spawn_opt({scheduler = 2, name = "inspected", link = true, trap_exit = true},
           function() mb.receive(function(m) return m == "stop" end) end)

@@ -70,8 +70,9 @@ local function run_script(src, seconds)
   local f = assert(io.open(file, "w"))
   f:write(src)
   f:close()
-  local p = assert(io.popen(("LUA_PATH=%q LUA_CPATH=%q timeout %d lua5.4 %q 2>&1"):format(
-    package.path, package.cpath, seconds, file)))
+  local env = ("LUA_PATH=%q LUA_PATH_5_4=%q LUA_CPATH=%q LUA_CPATH_5_4=%q"):format(
+    package.path, package.path, package.cpath, package.cpath)
+  local p = assert(io.popen(("%s timeout %d lua5.4 %q 2>&1"):format(env, seconds, file)))
   local out = p:read("a")
   local ok, _, code = p:close()
   os.remove(file)
@@ -188,7 +189,7 @@ describe("preemption", function()
         end)
         for _ = 1, 5 do mb.send(pid, mb.self()); mb.receive() end
       end
-      for _ = 1, 10 do -- the stop races the watchdog: try it a few times
+      for _ = 1, 30 do -- the stop races the watchdog: try it a few times
         assert(mb.run(function() spinners(); return "ok" end, {schedulers = 2}) == "ok")
         assert(not pcall(mb.run, function() spinners(); error("main fails") end, {schedulers = 2}))
         assert(mb.run(function()
