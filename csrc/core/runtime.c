@@ -1,4 +1,5 @@
 /* runtime.c: creating, driving and freeing a runtime; sending; timers; refs. */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -79,7 +80,11 @@ void mb_runtime_free(mb_runtime_t *rt) {
   if (!rt) return;
   if (rt->scheds) {
     mb_runtime_stop(rt);
-    /* the watchdog signals scheduler threads: it ends before any is joined */
+    /* a process still running keeps its scheduler until the watchdog preempts
+     * it, so the watchdog outlives every scheduler's shutdown; and since it
+     * signals scheduler threads, it ends before any of them is joined */
+    for (int i = 0; i < rt->nsched; i++)
+      while (rt->scheds[i].has_thread && !atomic_load(&rt->scheds[i].finished)) sched_yield();
     if (rt->has_watchdog) mb_watchdog_stop(rt);
     if (rt->host_driven && rt->scheds[0].rt) mb_sched_shutdown(&rt->scheds[0]);
     for (int i = 0; i < rt->nsched; i++)

@@ -28,6 +28,7 @@ struct mb_runtime {
   mb_strmap_t topics;
   pthread_t watchdog;
   int has_watchdog;
+  atomic_int wd_quit;                  /* ends the watchdog (not stopping: it must outlive shutdown) */
   pthread_mutex_t wd_lock;
   pthread_cond_t wd_cond;
   int freed_sched0;

@@ -260,7 +260,7 @@ void mb_sched_main(mb_sched_t *s) {
 }
 
 int mb_sched_step(mb_sched_t *s, uint64_t budget_ns) {
-  if (s->finished) return MB_ESTOPPED;
+  if (atomic_load(&s->finished)) return MB_ESTOPPED;
   mb_sched_t *saved = tls_sched;
   enter(s);
   uint64_t start = mb_now_ns();
@@ -269,11 +269,11 @@ int mb_sched_step(mb_sched_t *s, uint64_t budget_ns) {
   } while (s->rq_head && !atomic_load(&s->rt->stopping) && mb_now_ns() - start < budget_ns);
   if (atomic_load(&s->rt->stopping)) mb_sched_shutdown(s);
   tls_sched = saved;
-  return s->finished ? MB_ESTOPPED : 0;
+  return atomic_load(&s->finished) ? MB_ESTOPPED : 0;
 }
 
 void mb_sched_shutdown(mb_sched_t *s) {
-  if (s->finished) return;
+  if (atomic_load(&s->finished)) return;
   mb_runtime_t *rt = s->rt;
   mb_sched_t *saved = tls_sched;
   tls_sched = s;
@@ -295,6 +295,6 @@ void mb_sched_shutdown(mb_sched_t *s) {
     mb_proc_terminate(p, 1);
   }
   if (rt->hooks.fini) rt->hooks.fini(rt, s->index, rt->hooks.ud);
-  s->finished = 1;
+  atomic_store(&s->finished, 1);
   tls_sched = saved;
 }

@@ -18,7 +18,8 @@ struct mb_sched {
   int has_thread;
   pthread_t tid;                        /* whichever thread runs it (the watchdog signals it) */
   atomic_int has_tid;
-  int inited, finished;
+  int inited;
+  atomic_int finished;                  /* set once shutdown is done (read by mb_runtime_free) */
   mb_proc_t *rq_head, *rq_tail;         /* owner only */
   atomic_size_t rq_len;
   _Atomic(mb_proc_t *) remote;          /* woken by other threads, newest first */

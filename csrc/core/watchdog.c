@@ -33,7 +33,7 @@ void mb_watchdog_install_handler(void) {
 static void *watchdog_main(void *arg) {
   mb_runtime_t *rt = arg;
   pthread_mutex_lock(&rt->wd_lock);
-  while (!atomic_load(&rt->stopping)) {
+  while (!atomic_load(&rt->wd_quit)) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     /* ticks every half slice: a run that spans a whole tick is preempted, so
@@ -68,7 +68,7 @@ int mb_watchdog_start(mb_runtime_t *rt) {
 
 void mb_watchdog_stop(mb_runtime_t *rt) {
   pthread_mutex_lock(&rt->wd_lock);
-  atomic_store(&rt->stopping, 1);
+  atomic_store(&rt->wd_quit, 1);
   pthread_cond_signal(&rt->wd_cond);
   pthread_mutex_unlock(&rt->wd_lock);
   pthread_join(rt->watchdog, NULL);
