@@ -62,7 +62,7 @@ SPEC_ENV  := LD_PRELOAD=$(call SAN_RT,asan) ASAN_OPTIONS=detect_leaks=0:halt_on_
 else ifeq ($(SANITIZER),tsan)
 SAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
 TEST_ENV  := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(TSAN_SUPP)
-SPEC_ENV  := LD_PRELOAD=$(call SAN_RT,tsan) \
+SPEC_ENV  := MB_SANITIZER=tsan LD_PRELOAD=$(call SAN_RT,tsan) \
              TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(TSAN_SUPP)
 else ifneq ($(SANITIZER),)
 $(error SANITIZER must be asan, tsan or empty, not "$(SANITIZER)")

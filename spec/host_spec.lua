@@ -106,7 +106,7 @@ describe("host loop", function()
 
   it("mb.step(ms) returns after about ms even with a spinner on the host's scheduler", function()
     hosted({schedulers = 1}, function()
-      local spinner = mb.spawn_opt({scheduler = 1}, function() while true do end end)
+      local spinner = mb.spawn_opt({scheduler = 1}, require("spin").spin) -- `while true do end`
       box.pings = 0
       mb.spawn_opt({scheduler = 1}, function()
         for _ = 1, 3 do

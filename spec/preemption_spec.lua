@@ -1,5 +1,7 @@
 -- Preemption: a process that never waits does not stop the others on its scheduler.
 local mb = require "moonbeam"
+package.path = package.path .. ";spec/support/?.lua"
+local spin = require("spin").spin -- `while true do end` (see spec/support/spin.lua for TSan)
 
 local PINGS, MAX_SECONDS = 300, 3 -- fewer pings if they are slow: the file stays fast
 -- DESIGN.md: "a spinning process must not delay others on its scheduler by more
@@ -12,7 +14,6 @@ local function recv(match, ms)
   return m
 end
 
-local function spin() while true do end end
 
 local function answerer()
   while true do
@@ -139,7 +140,7 @@ describe("preemption", function()
   it("a spinner inside pcall is preempted as well", function()
     mb.run(guarded(function(spinning)
       local spinner, ref = mb.spawn_opt({scheduler = "here", monitor = true}, function()
-        pcall(function() while true do end end)
+        pcall(spin)
       end)
       spinning(spinner)
       local pid = mb.spawn_opt({scheduler = "here"}, answerer)
@@ -183,7 +184,7 @@ describe("preemption", function()
     local ok, code, out = run_script([[
       local mb = require "moonbeam"
       local function spinners()
-        mb.spawn_opt({scheduler = 2}, function() while true do end end)
+        mb.spawn_opt({scheduler = 2}, require("spin").spin)
         local pid = mb.spawn_opt({scheduler = 2}, function()
           while true do mb.send(mb.receive(), "pong") end
         end)
@@ -193,7 +194,7 @@ describe("preemption", function()
         assert(mb.run(function() spinners(); return "ok" end, {schedulers = 2}) == "ok")
         assert(not pcall(mb.run, function() spinners(); error("main fails") end, {schedulers = 2}))
         assert(mb.run(function()
-          mb.spawn_opt({scheduler = "here"}, function() while true do end end)
+          mb.spawn_opt({scheduler = "here"}, require("spin").spin)
           mb.sleep(5)
           return "ok"
         end, {schedulers = 1}) == "ok")
