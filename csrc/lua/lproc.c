@@ -122,7 +122,8 @@ static void set_error_reason(mbl_proc_t *lp) {
     }
   }
   /* a Lua error: {"error", message, traceback} */
-  mbl_report_crash(lp->vm, lp, err);
+  /* main's error is raised again by mb.run: a crash report would say it twice */
+  if (!lp->is_main) mbl_report_crash(lp->vm, lp, err);
   const char *m = luaL_tolstring(co, err, NULL);
   luaL_traceback(L, co, NULL, 0);
   mb_enc_init(&e, mb_runtime_nodes(lp->vm->brt->rt), 0);
