@@ -49,6 +49,7 @@ struct mbl_proc {
   mb_ref_t await_ref;      /* the call being waited for (mbl_call) */
   volatile sig_atomic_t armed; /* preemption hook set */
   int is_main;
+  int finished;            /* its function returned: the coroutine can be reused */
 };
 
 /* Per-VM box holding the VM record (NULL outside a runtime): upvalue 1 of

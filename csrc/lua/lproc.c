@@ -53,9 +53,55 @@ static void lproc_preempt(void *st) {
 /* ---- running ---- */
 
 /* Creates the coroutine and pushes the function and its arguments onto it. */
+/* Finished coroutines are kept for reuse (a spawn then allocates no thread
+ * and no stack): a sequence in the VM's registry, at most POOL_MAX long. */
+#define POOL_MAX 1024
+static const char POOL_KEY = 0;
+
+static int push_pool(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &POOL_KEY) == LUA_TTABLE) return lua_gettop(L);
+  lua_pop(L, 1);
+  lua_createtable(L, 64, 0);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &POOL_KEY);
+  return lua_gettop(L);
+}
+
+static lua_State *new_coroutine(lua_State *L) {
+  int pool = push_pool(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, pool);
+  lua_State *co;
+  if (n > 0) {
+    lua_rawgeti(L, pool, n);
+    co = lua_tothread(L, -1);
+    lua_pushnil(L);
+    lua_rawseti(L, pool, n);
+  } else {
+    co = lua_newthread(L);
+  }
+  lua_remove(L, pool);
+  return co; /* on the stack */
+}
+
+/* Keeps a coroutine that returned normally (empty, no call in progress). */
+static void pool_coroutine(lua_State *L, lua_State *co) {
+  if (lua_status(co) != LUA_OK) return;
+  lua_Debug ar;
+  if (lua_getstack(co, 0, &ar)) return; /* still inside a call: never reuse */
+  lua_settop(co, 0);
+  int pool = push_pool(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, pool);
+  if (n < POOL_MAX) {
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    lua_rawseti(L, pool, n + 1);
+  }
+  lua_pop(L, 1);
+}
+
 static int start(mbl_proc_t *lp) {
   lua_State *L = lp->vm->L;
-  lp->co = lua_newthread(L);
+  lp->co = new_coroutine(L);
   lp->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   int top = lua_gettop(L);
   int n;
@@ -173,6 +219,7 @@ static int lproc_run(mb_proc_t *self, void *st) {
   }
   if (status == LUA_OK) {
     if (lp->is_main) save_main_result(lp, 1, nres);
+    lp->finished = 1;
     return MB_RUN_EXIT;
   }
   if (lp->is_main) {
@@ -199,6 +246,10 @@ static void lproc_destroy(mb_proc_t *self, void *st, const uint8_t *reason, size
   mbl_proc_t *lp = st;
   if (lp->vm) {
     lua_State *L = lp->vm->L;
+    if (lp->co && lp->finished) {
+      if (lp->armed) lua_sethook(lp->co, NULL, 0, 0);
+      pool_coroutine(L, lp->co);
+    }
     if (lp->co_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, lp->co_ref);
     if (lp->start_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, lp->start_ref);
     if (lp->is_main) mb_runtime_stop(lp->vm->brt->rt);
