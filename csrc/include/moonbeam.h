@@ -179,10 +179,10 @@ typedef struct mb_msg mb_msg_t;
 const uint8_t *mb_msg_data(const mb_msg_t *m, size_t *len);
 /* The sending process, 0 when sent from outside any process. */
 mb_pid_t mb_msg_sender(const mb_msg_t *m);
-/* What a message is, for selective receive without decoding: MB_MSG_REPLY (a
- * reply from mb_send_reply, *ref set to its tag), MB_MSG_DOWN (a monitor's DOWN,
- * *ref set to the monitor), or MB_MSG_PLAIN. ref may be NULL. */
+/* Kinds of message that mb_msg_kind tells apart without decoding. */
 enum { MB_MSG_PLAIN = 0, MB_MSG_REPLY, MB_MSG_DOWN };
+/* What a message is: MB_MSG_REPLY (from mb_send_reply; *ref = its tag),
+ * MB_MSG_DOWN (a monitor's DOWN; *ref = the monitor) or MB_MSG_PLAIN. */
 int mb_msg_kind(const mb_msg_t *m, mb_ref_t *ref);
 /* Frees a message taken with mb_mailbox_take. */
 void mb_msg_free(mb_msg_t *m);
