@@ -1,6 +1,7 @@
 -- OTP-SEMANTICS.md, "Exit signals, links, monitors", from Lua: one `it` a case
 -- (node loss is not covered here: it needs a second node).
 local mb = require "moonbeam"
+package.path = package.path .. ";spec/support/?.lua"
 
 local OPTS = {schedulers = 2}
 
@@ -175,8 +176,7 @@ describe("exit signals", function()
       mb.run(function()
         local pid, ref = mb.spawn_monitor(function()
           mb.trap_exit(true)
-          local x = 0
-          while true do x = x + 1 end
+          require("spin").spin() -- `while true do end` (spec/support/spin.lua)
         end)
         mb.sleep(5)
         mb.exit(pid, "kill")
