@@ -62,7 +62,13 @@ SPEC_ENV  := LD_PRELOAD=$(call SAN_RT,asan) ASAN_OPTIONS=detect_leaks=0:halt_on_
 else ifeq ($(SANITIZER),tsan)
 SAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
 TEST_ENV  := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(TSAN_SUPP)
-SPEC_ENV  := MB_SANITIZER=tsan LD_PRELOAD=$(call SAN_RT,tsan) \
+# Shells crash with libtsan preloaded, so the runtime is preloaded through the
+# dynamic loader for lua5.4 alone (not through LD_PRELOAD, which os.execute's
+# /bin/sh would inherit); specs start their own lua5.4 subprocesses as $MB_LUA.
+LUA_BIN   := $(shell command -v $(LUA))
+LDSO      := $(shell ldd $(LUA_BIN) 2>/dev/null | awk '/ld-linux/ {print $$1}')
+SPEC_LAUNCH := $(LDSO) --preload $(call SAN_RT,tsan)
+SPEC_ENV  := MB_SANITIZER=tsan MB_LUA='$(SPEC_LAUNCH) $(LUA_BIN)' \
              TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(TSAN_SUPP)
 else ifneq ($(SANITIZER),)
 $(error SANITIZER must be asan, tsan or empty, not "$(SANITIZER)")
@@ -224,7 +230,7 @@ check:
 	done
 	@if [ -n "$$(find spec -name '*_spec.lua' -print -quit 2>/dev/null)" ]; then \
 	  echo "== specs (LUA_CPATH=$(SPEC_LUA_CPATH))"; \
-	  timeout -k 10 $(SPEC_TIMEOUT) env $(SPEC_VARS) $(SPEC_ENV) $(LUA) $(BUSTED) -o TAP spec 2>&1 \
+	  timeout -k 10 $(SPEC_TIMEOUT) env $(SPEC_VARS) $(SPEC_ENV) $(SPEC_LAUNCH) $(if $(SPEC_LAUNCH),$(LUA_BIN),$(LUA)) $(BUSTED) -o TAP spec 2>&1 \
 	    | tee $(LOGS)/tap/busted.out; \
 	  echo $${PIPESTATUS[0]} > $(LOGS)/tap/busted.rc; \
 	fi

@@ -341,7 +341,8 @@ return M
       os.remove(out)
       local script = table.concat({
         "cd '" .. FIX .. "' || exit 99",
-        "'" .. bin .. "' " .. opts .. " --app spec_app_cli " .. args .. " >out.txt 2>&1 & p=$!",
+        (os.getenv("MB_LUA") or "") .. " '" .. bin .. "' " .. opts .. " --app spec_app_cli " .. args
+          .. " >out.txt 2>&1 & p=$!", -- MB_LUA: the sanitizer's launcher (make tsan)
         sig and "i=0; until grep -q ready out.txt 2>/dev/null || [ $i -ge 200 ]; do" or ":",
         sig and "  sleep 0.05; i=$((i+1)); done" or ":",
         sig and ("kill -s " .. sig .. " $p") or ":",

@@ -73,7 +73,7 @@ local function run_script(src, seconds)
   f:close()
   local env = ("LUA_PATH=%q LUA_PATH_5_4=%q LUA_CPATH=%q LUA_CPATH_5_4=%q"):format(
     package.path, package.path, package.cpath, package.cpath)
-  local p = assert(io.popen(("%s timeout %d lua5.4 %q 2>&1"):format(env, seconds, file)))
+  local p = assert(io.popen(("%s timeout %d %s %q 2>&1"):format(env, seconds, os.getenv("MB_LUA") or "lua5.4", file)))
   local out = p:read("a")
   local ok, _, code = p:close()
   os.remove(file)
