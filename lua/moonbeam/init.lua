@@ -68,9 +68,12 @@ function mb.self() return core.self() end
 --- does nothing; an unregistered name raises. Unsendable values raise, naming
 --- where they are (`msg.handler: cannot send a function`), and nothing is sent.
 ---@param dest moonbeam.dest
----@param msg any
+---@param ... any the message (exactly one; nil is a message too)
 ---@return true
-function mb.send(dest, msg) return core.send(dest, msg) end
+function mb.send(dest, ...)
+  if select("#", ...) ~= 1 then error("send: expected a destination and one message", 2) end
+  return core.send(dest, ...)
+end
 
 --- Returns the first message `match` accepts (any message without `match`),
 --- leaving the others queued in order; `nil, "timeout"` after `timeout_ms`.
@@ -138,9 +141,12 @@ end
 
 --- Turns exit trapping on or off: exit signals then arrive as
 --- `{"EXIT", from, reason}` messages. Returns the old value.
----@param on boolean
+---@param ... boolean on
 ---@return boolean old
-function mb.trap_exit(on) return core.trap_exit(on) end
+function mb.trap_exit(...)
+  if select("#", ...) ~= 1 then error("trap_exit: expected one boolean", 2) end
+  return core.trap_exit(...)
+end
 
 --- Registers a name for a process (the caller by default).
 ---@param name string
