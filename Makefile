@@ -316,7 +316,9 @@ install-rock:
 
 lint:
 	luacheck --std lua54 $(wildcard lua bench examples) bin/moonbeam .ci/summarize
-	$(if $(wildcard spec),luacheck --std lua54+busted spec)
+	@# specs: callbacks keep OTP's full signatures, and loops that break on
+	@# purpose (iterator tests) are the point
+	$(if $(wildcard spec),luacheck --std lua54+busted --no-unused-args --max-line-length 150 --ignore 512 -- spec)
 
 # ------------------------------------------------------------------ clean
 

@@ -64,7 +64,6 @@ for _, r in ipairs(runs) do
   local args = quick and r[3] or r[2]
   local cmd = string.format("%s bench/workloads.lua %s %s 2>&1", lua, r[1], args)
   io.stderr:write("running ", r[1], " ", args, "\n")
-  local t0 = os.time()
   local output = sh(cmd)
   local got = false
   for line in output:gmatch("[^\n]+") do

@@ -39,7 +39,6 @@ function W.idle(n)
     collectgarbage()
     local before = rss_bytes()
     local mem0 = mb.stats().memory
-    local me = mb.self()
     for _ = 1, n do
       mb.spawn(function() mb.receive() end)
     end
@@ -58,20 +57,10 @@ function W.ring(n, laps, scheds)
   n, laps = tonumber(n) or 1000, tonumber(laps) or 1000
   scheds = tonumber(scheds)
   mb.run(function()
-    local me = mb.self()
-    local function node(next_pid)
-      while true do
-        local m = mb.receive()
-        if m == 0 then mb.send(next_pid, 0) return end
-        mb.send(next_pid, m - 1)
-        if m == 1 then return end
-      end
-    end
-    -- build the ring backwards so each process knows its successor at spawn
-    local first_next = me
-    local pids = {}
-    local nxt = me
-    for i = 1, n do
+    -- build the ring backwards: each process gets its successor (the one
+    -- spawned before it, the first one main) copied in at spawn
+    local nxt = mb.self()
+    for _ = 1, n do
       nxt = mb.spawn(function()
         while true do
           local m = mb.receive()
@@ -79,13 +68,11 @@ function W.ring(n, laps, scheds)
           if m <= 0 then return end
         end
       end)
-      pids[i] = nxt
     end
     local head = nxt
     local hops = n * laps
     local t0 = clock()
     mb.send(head, laps)
-    local remaining = laps
     while true do
       local m = mb.receive()
       if m <= 1 then break end
@@ -116,7 +103,8 @@ function W.pingpong(rounds, where)
     end
     local dt = clock() - t0
     mb.send(peer, false)
-    result("ping-pong", across and "different schedulers" or "same scheduler", dt / rounds * 1e6, "us/round trip", across and 2 or 1)
+    result("ping-pong", across and "different schedulers" or "same scheduler", dt / rounds * 1e6,
+           "us/round trip", across and 2 or 1)
   end, {schedulers = 2})
 end
 
@@ -146,7 +134,7 @@ function W.fanout(subs, casts)
   subs, casts = tonumber(subs) or 10000, tonumber(casts) or 100
   mb.run(function()
     local me = mb.self()
-    for i = 1, subs do
+    for _ = 1, subs do
       mb.spawn(function()
         mb.subscribe("bench")
         mb.send(me, "ready")
@@ -159,7 +147,8 @@ function W.fanout(subs, casts)
     for i = 1, casts do mb.broadcast("bench", i) end
     for _ = 1, subs do mb.receive(function(m) return m == "done" end) end
     local dt = clock() - t0
-    result("pubsub fan-out", string.format("%d subscribers x %d broadcasts", subs, casts), subs * casts / dt, "deliveries/s", mb.schedulers())
+    result("pubsub fan-out", string.format("%d subscribers x %d broadcasts", subs, casts),
+           subs * casts / dt, "deliveries/s", mb.schedulers())
   end)
 end
 
@@ -256,14 +245,15 @@ W.gen_call = function(rounds, where)
   local across = where == "across"
   mb.run(function()
     local mod = {
-      init = function(arg) return "ok", 0 end,
-      handle_call = function(req, from, state) return "reply", req, state end,
+      init = function() return "ok", 0 end,
+      handle_call = function(req, _, state) return "reply", req, state end,
     }
     local pid = assert(gen_server.start(mod, nil, {scheduler = across and 2 or "here"}))
     local t0 = clock()
     for i = 1, rounds do gen_server.call(pid, i) end
     local dt = clock() - t0
-    result("GenServer.call", across and "different schedulers" or "same scheduler", dt / rounds * 1e6, "us", across and 2 or 1)
+    result("GenServer.call", across and "different schedulers" or "same scheduler", dt / rounds * 1e6,
+           "us", across and 2 or 1)
     gen_server.stop(pid)
   end, {schedulers = 2})
 end

@@ -211,7 +211,7 @@ end
 -- Applies a list of actions to the transition being built: replies are sent
 -- at once; postpone, hibernate, next events and timeouts are collected in acc.
 -- Returns nil, or an exit reason for a bad action.
-local function apply_actions(s, actions, acc, context)
+local function apply_actions(_, actions, acc, context)
   local list = action_list(actions)
   local bad = context == "enter" and "bad_state_enter_action_from_state_function"
               or "bad_action_from_state_function"

@@ -88,7 +88,7 @@ function mb.receive(match, timeout_ms) return core.receive(match, timeout_ms) en
 function mb.flush()
   local n = 0
   while true do
-    local msg, err = core.receive(nil, 0)
+    local _, err = core.receive(nil, 0)
     if err then return n end
     n = n + 1
   end

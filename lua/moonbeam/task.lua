@@ -17,7 +17,6 @@ local task = {}
 
 ---@alias moonbeam.task_fn function|string[] a function, or {module_name, function_name}
 
-local unpack = table.unpack
 
 -- Runs in the task's process: waits for the ref its owner monitors it with
 -- (the first message from the owner), runs fn and sends {ref, result}.
@@ -331,7 +330,7 @@ end
 ---@field on_timeout? "exit"|"kill_task" default "exit"
 
 local function stream_kill(state)
-  for ref, r in pairs(state.running) do
+  for _, r in pairs(state.running) do
     mb.unlink(r.pid)
     mb.exit(r.pid, "kill")
     if r.timer then mb.cancel_timer(r.timer) end
