@@ -165,20 +165,26 @@ int mb_links_has(const mb_proc_t *p, mb_pid_t pid) {
   return 0;
 }
 
+/* Makes room for one more element in an array inspectors read (links or
+ * monitors): a fresh array is swapped in under the lock, so an inspector never
+ * sees freed memory. */
+static int grow_shared(mb_proc_t *p, void **arr, uint32_t n, uint32_t *cap, size_t elem) {
+  if (n < *cap) return 0;
+  uint32_t ncap = *cap ? *cap * 2 : 4;
+  void *fresh = malloc(ncap * elem), *old = *arr;
+  if (!fresh) return MB_ENOMEM;
+  if (n) memcpy(fresh, old, n * elem);
+  mb_proc_lock(p);
+  *arr = fresh;
+  *cap = ncap;
+  mb_proc_unlock(p);
+  free(old);
+  return 0;
+}
+
 int mb_links_add(mb_proc_t *p, mb_pid_t pid) {
   if (mb_links_has(p, pid)) return 0;
-  if (p->nlinks == p->caplinks) {
-    uint32_t ncap = p->caplinks ? p->caplinks * 2 : 4;
-    /* a fresh array swapped in under the lock: inspectors never see freed memory */
-    mb_pid_t *nl = malloc(ncap * sizeof *nl), *old = p->links;
-    if (!nl) return MB_ENOMEM;
-    if (p->nlinks) memcpy(nl, old, p->nlinks * sizeof *nl);
-    mb_proc_lock(p);
-    p->links = nl;
-    p->caplinks = ncap;
-    mb_proc_unlock(p);
-    free(old);
-  }
+  if (grow_shared(p, (void **)&p->links, p->nlinks, &p->caplinks, sizeof *p->links)) return MB_ENOMEM;
   mb_proc_lock(p);
   p->links[p->nlinks++] = pid;
   mb_proc_unlock(p);
@@ -198,17 +204,7 @@ int mb_links_remove(mb_proc_t *p, mb_pid_t pid) {
 }
 
 int mb_mons_add(mb_proc_t *p, mb_ref_t ref, mb_pid_t pid, int watching) {
-  if (p->nmons == p->capmons) {
-    uint32_t ncap = p->capmons ? p->capmons * 2 : 4;
-    mb_monitor_t *nm = malloc(ncap * sizeof *nm), *old = p->mons;
-    if (!nm) return MB_ENOMEM;
-    if (p->nmons) memcpy(nm, old, p->nmons * sizeof *nm);
-    mb_proc_lock(p);
-    p->mons = nm;
-    p->capmons = ncap;
-    mb_proc_unlock(p);
-    free(old);
-  }
+  if (grow_shared(p, (void **)&p->mons, p->nmons, &p->capmons, sizeof *p->mons)) return MB_ENOMEM;
   mb_proc_lock(p);
   p->mons[p->nmons++] = (mb_monitor_t){ref, pid, watching};
   mb_proc_unlock(p);

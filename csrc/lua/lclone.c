@@ -240,17 +240,7 @@ static lua_Integer hash_code(const uint8_t *p, size_t n) {
 static const char CODEOF_KEY = 0;  /* registry, weak keys: closure -> entry */
 
 /* Pushes the weak table closure -> {bytecode, factory|false, hash}. */
-static void push_codeof(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &CODEOF_KEY) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &CODEOF_KEY);
-}
+static void push_codeof(lua_State *L) { mbl_push_weak(L, &CODEOF_KEY, "k"); }
 
 int mbl_code_of(lua_State *L, int fidx, const char **code, size_t *len, lua_Integer *hash) {
   fidx = lua_absindex(L, fidx);

@@ -69,6 +69,8 @@ static inline mb_pid_t mbl_topid(lua_State *L, int idx) {
   return is ? *(const mb_pid_t *)lua_touserdata(L, idx) : 0;
 }
 mbl_box_t *mbl_box(lua_State *L);
+/* Pushes the registry table at key, made weak (`mode` "k" or "v") on first use. */
+void mbl_push_weak(lua_State *L, const void *key, const char *mode);
 /* Pushes the box (for luaopen_moonbeam_core). */
 void mbl_push_box(lua_State *L);
 

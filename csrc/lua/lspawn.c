@@ -27,7 +27,6 @@ typedef struct packer {
 
 static void atom(mb_enc_t *e, const char *s) { mb_enc_atom(e, s, strlen(s)); }
 
-/* Name of the loaded module whose table is at idx, pushed; 0 if none. */
 static const char MODCACHE_KEY = 0; /* weak-keyed: module table -> its name */
 
 /* Name of the loaded module whose table is at idx, pushed; 0 if none. Names
@@ -36,16 +35,7 @@ static int module_name(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   int loaded = lua_gettop(L);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &MODCACHE_KEY) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &MODCACHE_KEY);
-  }
+  mbl_push_weak(L, &MODCACHE_KEY, "k");
   int cache = lua_gettop(L);
   lua_pushvalue(L, idx);
   if (lua_rawget(L, cache) == LUA_TSTRING) {

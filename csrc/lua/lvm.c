@@ -23,6 +23,18 @@ mbl_box_t *mbl_box(lua_State *L) {
   return b;
 }
 
+void mbl_push_weak(lua_State *L, const void *key, const char *mode) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, mode);
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
 void mbl_push_box(lua_State *L) {
   mbl_box(L);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &BOX_KEY);

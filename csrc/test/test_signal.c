@@ -138,14 +138,14 @@ MB_TEST(exit_reason_kill_through_a_link_is_trappable) {
 /* A behaviour that, while it runs, has a kill applied (by draining its inbox
  * through mb_mailbox_len) and then tries to exit with its own reason: the kill
  * must win, its links must see killed. */
-typedef struct stubborn {
+typedef struct shutdown_ignorer {
   atomic_int running, go;
   char reason[32];
   atomic_int destroyed;
-} stubborn_t;
+} shutdown_ignorer_t;
 
-static int stubborn_run(mb_proc_t *self, void *st) {
-  stubborn_t *s = st;
+static int shutdown_ignorer_run(mb_proc_t *self, void *st) {
+  shutdown_ignorer_t *s = st;
   atomic_store(&s->running, 1);
   uint64_t end = tk_now_ns() + 2000000000ull;
   while (!atomic_load(&s->go) && tk_now_ns() < end) tk_sleep_us(100);
@@ -156,9 +156,9 @@ static int stubborn_run(mb_proc_t *self, void *st) {
   return MB_RUN_EXIT;
 }
 
-static void stubborn_destroy(mb_proc_t *self, void *st, const uint8_t *reason, size_t len) {
+static void shutdown_ignorer_destroy(mb_proc_t *self, void *st, const uint8_t *reason, size_t len) {
   (void)self;
-  stubborn_t *s = st;
+  shutdown_ignorer_t *s = st;
   mb_dec_t d;
   const char *a;
   size_t n;
@@ -169,17 +169,17 @@ static void stubborn_destroy(mb_proc_t *self, void *st, const uint8_t *reason, s
   atomic_store(&s->destroyed, 1);
 }
 
-static const mb_behaviour_t stubborn_beh = {stubborn_run, stubborn_destroy, NULL, NULL};
+static const mb_behaviour_t shutdown_ignorer_beh = {shutdown_ignorer_run, shutdown_ignorer_destroy, NULL, NULL};
 
 MB_TEST(kill_wins_over_reason_set_later) {
   mb_runtime_t *rt = tk_runtime(2);
   tk_probe_t *w = tk_probe_on(rt, 0, 1);
-  stubborn_t s;
+  shutdown_ignorer_t s;
   memset(&s, 0, sizeof s);
   mb_spawn_opts_t o = {0};
   o.scheduler = 2;
   mb_pid_t pid;
-  MB_REQUIRE(mb_spawn(rt, &stubborn_beh, &s, &o, &pid) == 0);
+  MB_REQUIRE(mb_spawn(rt, &shutdown_ignorer_beh, &s, &o, &pid) == 0);
   TK_WAIT_UNTIL(atomic_load(&s.running), WAIT_MS);
   MB_REQUIRE(atomic_load(&s.running));
   tk_cmd_with(rt, w, "$link", pid);

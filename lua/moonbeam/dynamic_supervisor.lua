@@ -249,13 +249,7 @@ function dynamic_supervisor.start_link(opts_or_module, arg, module_opts)
   local state, opts
   if type(first) == "string" or (type(first) == "table" and type(first.init) == "function") then
     opts = check_opts(module_opts, "dynamic_supervisor.start_link")
-    if type(first) == "string" then
-      local ok, mod = pcall(require, first)
-      if not ok or type(mod) ~= "table" or type(mod.init) ~= "function" then
-        error("dynamic_supervisor.start_link: " .. (ok and ("module '" .. first .. "' has no init function")
-              or tostring(mod)), 2)
-      end
-    end
+    gen.require_module(first, "dynamic_supervisor.start_link")
     state = {module = first, arg = arg, name = opts.name}
   else
     opts = check_opts(first, "dynamic_supervisor.start_link")

@@ -532,6 +532,19 @@ function gen.check_module(module, who)
             who, t == "table" and mb.format(module) or t), 3)
 end
 
+--- Checks, in the caller, that a callback module given by name loads and has
+--- an init function; a table passes through. Raises naming `who` at the
+--- caller's caller (so a bad module name fails where it is written).
+---@param module string|table
+---@param who string e.g. "supervisor.start_link"
+function gen.require_module(module, who)
+  if type(module) ~= "string" then return end
+  local ok, mod = pcall(require, module)
+  if not ok or type(mod) ~= "table" or type(mod.init) ~= "function" then
+    error(who .. ": " .. (ok and ("module '" .. module .. "' has no init function") or tostring(mod)), 3)
+  end
+end
+
 --- Starts a behaviour's process: checks `module` and `opts` (name, timeout,
 --- scheduler), then runs `require("moonbeam." .. label)._init_it(module, arg)`
 --- through gen.start. Errors name `label.who` at the caller's caller.

@@ -541,13 +541,7 @@ function supervisor.start_link(children_or_module, opts_or_arg, module_opts)
   local arg, opts
   if is_module then
     opts = check_opts(module_opts, "supervisor.start_link")
-    if type(first) == "string" then
-      local ok, mod = pcall(require, first)
-      if not ok or type(mod) ~= "table" or type(mod.init) ~= "function" then
-        error("supervisor.start_link: " .. (ok and ("module '" .. first .. "' has no init function")
-              or tostring(mod)), 2)
-      end
-    end
+    gen.require_module(first, "supervisor.start_link")
     arg = {module = first, arg = opts_or_arg, name = opts.name}
   else
     if type(first) ~= "table" then
