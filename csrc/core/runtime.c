@@ -1,9 +1,21 @@
 /* runtime.c: creating, driving and freeing a runtime; sending; timers; refs. */
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <string.h>
 #include <unistd.h>
 #include "runtime.h"
+
+/* A creation for a runtime started without one: random and nonzero, so the
+ * pids and refs of an earlier runtime (an earlier mb.run in this OS process)
+ * carry another creation, as an Erlang node's after a restart. */
+static uint32_t fresh_creation(const void *salt) {
+  uint32_t c = 0;
+  if (getrandom(&c, sizeof c, GRND_NONBLOCK) != (ssize_t)sizeof c) c = 0;
+  uint64_t t = mb_now_ns() ^ (uint64_t)(uintptr_t)salt;
+  c ^= (uint32_t)(t ^ (t >> 32)) * 2654435761u;
+  return c ? c : 1;
+}
 
 static void *sched_thread(void *arg) {
   mb_sched_main(arg);
@@ -25,9 +37,13 @@ int mb_runtime_new(const mb_runtime_opts_t *opts, mb_runtime_t **out) {
   rt->slice_ns = (uint64_t)(o.slice_us ? o.slice_us : 1000) * 1000u;
   if (o.hooks) rt->hooks = *o.hooks;
   atomic_init(&rt->ref_counter, 1);
-  rt->nodes = mb_nodes_new(o.node_name ? o.node_name : "nonode@nohost", o.creation);
+  rt->creation = o.creation ? o.creation : fresh_creation(rt);
+  rt->nodes = mb_nodes_new(o.node_name ? o.node_name : "nonode@nohost", rt->creation);
   rt->scheds = calloc((size_t)rt->nsched, sizeof *rt->scheds);
-  if (!rt->nodes || !rt->scheds || mb_ptable_init(&rt->procs)) goto fail;
+  if (!rt->nodes || !rt->scheds || mb_ptable_init(&rt->procs, rt->creation)) goto fail;
+  pthread_mutex_init(&rt->fin_lock, NULL);
+  pthread_cond_init(&rt->fin_cond, NULL);
+  rt->has_fin = 1;
   pthread_mutex_init(&rt->names_lock, NULL);
   pthread_mutex_init(&rt->topics_lock, NULL);
   mb_strmap_init(&rt->names);
@@ -83,8 +99,13 @@ void mb_runtime_free(mb_runtime_t *rt) {
     /* a process still running keeps its scheduler until the watchdog preempts
      * it, so the watchdog outlives every scheduler's shutdown; and since it
      * signals scheduler threads, it ends before any of them is joined */
-    for (int i = 0; i < rt->nsched; i++)
-      while (rt->scheds[i].has_thread && !atomic_load(&rt->scheds[i].finished)) sched_yield();
+    if (rt->has_fin) {
+      pthread_mutex_lock(&rt->fin_lock);
+      for (int i = 0; i < rt->nsched; i++)
+        while (rt->scheds[i].has_thread && !atomic_load(&rt->scheds[i].finished))
+          pthread_cond_wait(&rt->fin_cond, &rt->fin_lock);
+      pthread_mutex_unlock(&rt->fin_lock);
+    }
     if (rt->has_watchdog) mb_watchdog_stop(rt);
     if (rt->host_driven && rt->scheds[0].rt) mb_sched_shutdown(&rt->scheds[0]);
     for (int i = 0; i < rt->nsched; i++)
@@ -99,11 +120,16 @@ void mb_runtime_free(mb_runtime_t *rt) {
   mb_strmap_destroy(&rt->topics, free);
   pthread_mutex_destroy(&rt->names_lock);
   pthread_mutex_destroy(&rt->topics_lock);
+  if (rt->has_fin) {
+    pthread_mutex_destroy(&rt->fin_lock);
+    pthread_cond_destroy(&rt->fin_cond);
+  }
   if (rt->nodes) mb_nodes_free(rt->nodes);
   free(rt);
 }
 
 int mb_runtime_schedulers(const mb_runtime_t *rt) { return rt->nsched; }
+uint32_t mb_runtime_creation(const mb_runtime_t *rt) { return rt->creation; }
 mb_nodes_t *mb_runtime_nodes(mb_runtime_t *rt) { return rt->nodes; }
 
 int mb_runtime_current_sched(const mb_runtime_t *rt) {
@@ -120,8 +146,10 @@ void *mb_sched_data(const mb_runtime_t *rt, int sched) {
 }
 
 mb_ref_t mb_make_ref(mb_runtime_t *rt) {
+  /* 50 bits of counter, and the creation in the third word: a ref of an
+   * earlier runtime never equals one of this runtime */
   uint64_t n = atomic_fetch_add_explicit(&rt->ref_counter, 1, memory_order_relaxed);
-  mb_ref_t r = {0, {(uint32_t)n & 0x3ffff, (uint32_t)(n >> 18), (uint32_t)(n >> 50)}};
+  mb_ref_t r = {0, {(uint32_t)n & 0x3ffff, (uint32_t)(n >> 18), rt->creation}};
   return r;
 }
 

@@ -32,6 +32,10 @@ struct mb_runtime {
   pthread_mutex_t wd_lock;
   pthread_cond_t wd_cond;
   int freed_sched0;
+  uint32_t creation;                   /* this runtime's (fresh unless opts gave one) */
+  pthread_mutex_t fin_lock;            /* mb_runtime_free waits on fin_cond for schedulers */
+  pthread_cond_t fin_cond;
+  int has_fin;
   /* OS signals forwarded as messages (ossignal.c); handles owned by scheduler 0 */
   _Atomic mb_pid_t sig_pids[MB_NSIG];
   atomic_int sig_dirty;

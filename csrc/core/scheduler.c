@@ -295,6 +295,9 @@ void mb_sched_shutdown(mb_sched_t *s) {
     mb_proc_terminate(p, 1);
   }
   if (rt->hooks.fini) rt->hooks.fini(rt, s->index, rt->hooks.ud);
+  pthread_mutex_lock(&rt->fin_lock);
   atomic_store(&s->finished, 1);
+  pthread_cond_broadcast(&rt->fin_cond);
+  pthread_mutex_unlock(&rt->fin_lock);
   tls_sched = saved;
 }

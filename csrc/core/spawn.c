@@ -54,6 +54,9 @@ int mb_spawn(mb_runtime_t *rt, const mb_behaviour_t *b, void *state, const mb_sp
   p->bstate = state;
   p->qhead = NULL;
   p->qtail = &p->qhead;
+  p->kidx = NULL;
+  p->kcap = p->kfill = p->kn = 0;
+  p->klossy = 0;
   mb_queue_reset_scan(p);
   p->reason = NULL;
   p->timeout_ms = -1;

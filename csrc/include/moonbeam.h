@@ -39,8 +39,11 @@ const char *mb_strerror(int err);
 
 /* ---------------------------------------------------------------- identifiers */
 
-/* A process id: bits 0-31 slot index, 32-55 serial (slot generation), 56-63 node
- * index (0 = this node). 0 is never a valid pid. */
+/* A process id: bits 56-63 node index (0 = this node). A local pid has its slot
+ * index in bits 0-23 and its serial (slot generation, 32 bits) in 24-55, so a
+ * pid repeats only after 2^32 spawns through one slot (and slots are reused in
+ * FIFO order); a remote pid keeps the other node's 32-bit id in bits 0-31 and
+ * a 24-bit serial in 32-55. 0 is never a valid pid. */
 typedef uint64_t mb_pid_t;
 
 /* Builds a pid from its parts. */
@@ -207,7 +210,7 @@ typedef struct mb_runtime_opts {
   unsigned slice_us;     /* time slice before preemption; 0: 1000 */
   int preempt;           /* 1: a watchdog signals schedulers whose process overruns its slice */
   const char *node_name; /* NULL: "nonode@nohost" */
-  uint32_t creation;
+  uint32_t creation;     /* 0: a fresh random one, so each start is a new incarnation */
   const mb_sched_hooks_t *hooks; /* may be NULL */
 } mb_runtime_opts_t;
 
@@ -226,6 +229,8 @@ void mb_runtime_stop(mb_runtime_t *rt);
 void mb_runtime_free(mb_runtime_t *rt);
 /* Number of schedulers. */
 int mb_runtime_schedulers(const mb_runtime_t *rt);
+/* The runtime's creation (its incarnation: pids and refs it makes carry it). */
+uint32_t mb_runtime_creation(const mb_runtime_t *rt);
 /* The runtime's node table. */
 mb_nodes_t *mb_runtime_nodes(mb_runtime_t *rt);
 /* Index of the scheduler running on this thread, or -1 on another thread. */
@@ -339,19 +344,27 @@ int mb_unlink(mb_proc_t *self, mb_pid_t pid);
 /* Monitors pid: one {'DOWN', Ref, process, Pid, Reason} when it exits (noproc
  * at once if it is dead). */
 int mb_monitor(mb_proc_t *self, mb_pid_t pid, mb_ref_t *ref);
-/* Removes a monitor; with flush, also a DOWN for it already queued. Returns 1 if
- * the monitor was active, 0 if not (already fired or unknown). */
+/* Removes a monitor self holds; with flush, also a DOWN for it already queued
+ * (found through an index: the cost does not depend on the queue's length).
+ * Returns 1 if the monitor was active, 0 if not (already fired or unknown). A
+ * monitor another process holds on self is not self's to remove: it stays and
+ * 0 is returned. */
 int mb_demonitor(mb_proc_t *self, mb_ref_t ref, int flush);
 /* Sends an exit signal to `to` as Erlang's exit/2 (from 0: outside any process):
  * normal is ignored unless trapped or sent to itself; kill cannot be trapped. */
 int mb_exit_signal(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, const uint8_t *reason, size_t len);
 
-/* Sends a reply tagged ref (a gen call's answer): like mb_send, but a receiver
- * that abandoned ref drops it on arrival. */
+/* Sends a reply tagged ref (a gen call's answer). As OTP's alias monitors,
+ * ref must be a monitor the receiver holds (mb_monitor's ref, which a call
+ * sends with its request): the receiver keeps the first reply tagged ref that
+ * arrives while that monitor is active and not abandoned, and drops any other
+ * (a late reply after a timeout, a second reply, a reply after the DOWN or
+ * after mb_demonitor). */
 int mb_send_reply(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, mb_ref_t ref, const uint8_t *term,
                   size_t len);
 /* Gives up waiting for the reply tagged ref (a call timed out): a queued one is
- * removed, a later one dropped (the last 64 abandoned refs are remembered). */
+ * removed and every later one dropped on arrival; nothing is remembered beyond
+ * the monitor itself, so any number of calls may be abandoned. */
 int mb_abandon_reply(mb_proc_t *self, mb_ref_t ref);
 
 /* ---------------------------------------------------------------- refs, timers */
