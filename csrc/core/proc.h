@@ -71,8 +71,9 @@ struct mb_proc {
   atomic_int trap_exit;            /* written by the owner, read by inspectors */
   uint8_t timed_out, exit_pending;
   /* registry and pubsub, under their locks */
-  char *name;
-  char **topics;
+  char *name;                     /* name_len bytes and a NUL */
+  size_t name_len;
+  struct mb_topic_key **topics;   /* pubsub.c: length and bytes of each topic */
   uint32_t ntopics, captopics;
   uint32_t free_next;             /* free list link */
 };

@@ -244,6 +244,35 @@ int mb_send_after(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, uint64_t ms, con
   return 0;
 }
 
+int mb_send_after_name(mb_runtime_t *rt, mb_pid_t from, const char *name, size_t nlen, uint64_t ms,
+                       const uint8_t *term, size_t len, mb_timer_t *timer) {
+  if (!name || nlen == 0 || nlen > 255) return MB_EINVAL;
+  if (!term || len < 2 || len > UINT32_MAX) return MB_EBADTERM;
+  if (atomic_load(&rt->stopping)) return MB_ESTOPPED;
+  char *copy = malloc(nlen);
+  mb_msg_t *m = copy ? mb_msg_new(MB_K_MSG, from, term, len) : NULL;
+  if (!m) {
+    free(copy);
+    return MB_ENOMEM;
+  }
+  memcpy(copy, name, nlen);
+  mb_sched_t *cur = mb_sched_current();
+  mb_sched_t *s = cur && cur->rt == rt ? cur : &rt->scheds[0];
+  mb_timer_t id = mb_timers_add_named(&s->timers, mb_timer_deadline(mb_now_ns(), ms), copy,
+                                      (uint32_t)nlen, m);
+  if (!id) return MB_ENOMEM;
+  if (timer) *timer = id;
+  if (s != cur) mb_sched_kick(s);
+  return 0;
+}
+
+int mb_timer_ms(double ms, uint64_t *out) {
+  if (!out || ms != ms || ms < 0) return MB_EINVAL; /* NaN, negative */
+  /* infinite and huge delays (2^62 ms and beyond) mean never */
+  *out = ms >= 4611686018427387904.0 ? UINT64_MAX : (uint64_t)ms;
+  return 0;
+}
+
 int64_t mb_cancel_timer(mb_runtime_t *rt, mb_timer_t timer) {
   int s = mb_timer_sched(timer);
   if (s < 0 || s >= rt->nsched) return MB_ENOENT;

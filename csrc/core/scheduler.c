@@ -84,7 +84,12 @@ static void fire_timers(mb_sched_t *s, uint64_t now_ns) {
   mb_timer_ent_t *e;
   while ((e = mb_timers_pop_due(&s->timers, now_ms))) {
     if (e->msg) {
-      mb_deliver(s->rt, e->to, e->msg);
+      /* a name is looked up now, as erlang:send_after/3 does: if nothing is
+       * registered under it the message is dropped */
+      mb_pid_t to = e->name ? mb_whereis_n(s->rt, e->name, e->nlen) : e->to;
+      if (to) mb_deliver(s->rt, to, e->msg);
+      else mb_msg_free(e->msg);
+      e->msg = NULL;
     } else {
       mb_proc_t *p = mb_proc_acquire(s->rt, e->to);
       if (p) {
@@ -96,7 +101,7 @@ static void fire_timers(mb_sched_t *s, uint64_t now_ns) {
         mb_proc_release(p);
       }
     }
-    free(e);
+    mb_timers_free_ent(e);
   }
 }
 

@@ -270,6 +270,7 @@ typedef struct mb_spawn_opts {
   mb_ref_t *mon_ref;   /* required with monitor */
   int trap_exit;       /* child starts trapping exits */
   const char *name;    /* register the child under this name (MB_EEXIST if taken) */
+  size_t name_len;     /* bytes of name; 0: strlen(name) */
 } mb_spawn_opts_t;
 
 /* Spawns a process running behaviour `b` with `state`. On failure `state` is
@@ -374,35 +375,61 @@ mb_ref_t mb_make_ref(mb_runtime_t *rt);
 
 typedef uint64_t mb_timer_t;
 /* Sends term to `to` after ms milliseconds. The timer lives on the calling
- * thread's scheduler, or on the destination's when called from another thread. */
+ * thread's scheduler, or on the destination's when called from another thread.
+ * A delay of 2^62 ms or more (UINT64_MAX: infinity) never fires: the timer
+ * waits until cancelled (mb_cancel_timer then reports INT64_MAX ms left). */
 int mb_send_after(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, uint64_t ms,
                   const uint8_t *term, size_t len, mb_timer_t *timer);
+/* Same, to the process registered as name[0..nlen) (1..255 bytes, any bytes)
+ * at the time of delivery, as erlang:send_after/3 with a name: nothing needs to
+ * be registered when it is called, and the message is dropped if nothing is
+ * when it fires. The timer lives on the calling thread's scheduler, else 0's. */
+int mb_send_after_name(mb_runtime_t *rt, mb_pid_t from, const char *name, size_t nlen, uint64_t ms,
+                       const uint8_t *term, size_t len, mb_timer_t *timer);
+/* Converts a delay given as a double (a Lua number) for mb_send_after and
+ * timeouts without an undefined cast: NaN and negative delays are MB_EINVAL;
+ * infinity and anything from 2^62 ms up give UINT64_MAX (never); otherwise
+ * the delay rounded down. */
+int mb_timer_ms(double ms, uint64_t *out);
 /* Cancels a timer: returns the milliseconds that were left (>= 0), or MB_ENOENT
  * if it already fired or was cancelled. */
 int64_t mb_cancel_timer(mb_runtime_t *rt, mb_timer_t timer);
 
 /* ---------------------------------------------------------------- registry, pubsub */
 
-/* Registers pid under name; MB_EEXIST if the name is taken or pid has a name,
- * MB_ENOPROC if pid is dead. The name goes away when the process exits. */
+/* Names and topics are byte strings compared by length: the _n functions take
+ * any bytes ("a\0b" is not "a"); the others take a NUL-terminated string. */
+
+/* Registers pid under name (1..255 bytes); MB_EEXIST if the name is taken or
+ * pid has a name, MB_ENOPROC if pid is dead. The name goes away when the
+ * process exits. */
 int mb_register(mb_runtime_t *rt, const char *name, mb_pid_t pid);
+int mb_register_n(mb_runtime_t *rt, const char *name, size_t len, mb_pid_t pid);
 /* Removes a name; MB_ENOENT if not registered. */
 int mb_unregister(mb_runtime_t *rt, const char *name);
+int mb_unregister_n(mb_runtime_t *rt, const char *name, size_t len);
 /* The pid registered under name, or 0. */
 mb_pid_t mb_whereis(mb_runtime_t *rt, const char *name);
-/* Copies pid's registered name into buf (NUL-terminated); 0 if none. */
+mb_pid_t mb_whereis_n(mb_runtime_t *rt, const char *name, size_t len);
+/* Copies pid's registered name into buf (NUL-terminated after its bytes, which
+ * may hold NULs); returns its length (cut to cap - 1), 0 if none. */
 size_t mb_registered_name(mb_runtime_t *rt, mb_pid_t pid, char *buf, size_t cap);
 
 /* Subscribes pid to topic (idempotent); removed when pid exits. */
 int mb_subscribe(mb_runtime_t *rt, const char *topic, mb_pid_t pid);
+int mb_subscribe_n(mb_runtime_t *rt, const char *topic, size_t len, mb_pid_t pid);
 /* Unsubscribes pid from topic (idempotent). */
 int mb_unsubscribe(mb_runtime_t *rt, const char *topic, mb_pid_t pid);
+int mb_unsubscribe_n(mb_runtime_t *rt, const char *topic, size_t len, mb_pid_t pid);
 /* Sends term to every subscriber of topic except `skip` (0: none), sharing one
  * copy of the term; returns the number of subscribers it was sent to. */
 int mb_broadcast(mb_runtime_t *rt, mb_pid_t from, const char *topic, mb_pid_t skip,
                  const uint8_t *term, size_t len);
+int mb_broadcast_n(mb_runtime_t *rt, mb_pid_t from, const char *topic, size_t tlen, mb_pid_t skip,
+                   const uint8_t *term, size_t len);
 /* Number of subscribers of topic. */
 int mb_subscribers(mb_runtime_t *rt, const char *topic);
+int mb_subscribers_n(mb_runtime_t *rt, const char *topic, size_t len);
 
 /* Delivers the OS signal signum (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
  * SIGUSR2) to pid as the message {signal, 'SIGTERM'} instead of its default
