@@ -41,6 +41,13 @@ int mb_runtime_new(const mb_runtime_opts_t *opts, mb_runtime_t **out) {
   rt->nodes = mb_nodes_new(o.node_name ? o.node_name : "nonode@nohost", rt->creation);
   rt->scheds = calloc((size_t)rt->nsched, sizeof *rt->scheds);
   if (!rt->nodes || !rt->scheds || mb_ptable_init(&rt->procs, rt->creation)) goto fail;
+  mb_ossignal_init(rt);
+  pthread_mutex_init(&rt->wd_lock, NULL);
+  pthread_cond_init(&rt->wd_cond, NULL);
+  rt->has_wd_lock = 1;
+  rt->long_schedule_ms = o.long_schedule_ms ? o.long_schedule_ms : 100;
+  mb_runtime_set_log(rt, NULL, NULL);
+  rt->has_sig = 1;
   pthread_mutex_init(&rt->fin_lock, NULL);
   pthread_cond_init(&rt->fin_cond, NULL);
   rt->has_fin = 1;
@@ -50,7 +57,7 @@ int mb_runtime_new(const mb_runtime_opts_t *opts, mb_runtime_t **out) {
   mb_strmap_init(&rt->topics);
   for (int i = 0; i < rt->nsched; i++)
     if (mb_sched_init(&rt->scheds[i], rt, i)) goto fail;
-  if (rt->preempt && mb_watchdog_start(rt)) goto fail;
+  if (mb_watchdog_start(rt)) goto fail;
   for (int i = rt->host_driven ? 1 : 0; i < rt->nsched; i++) {
     if (pthread_create(&rt->scheds[i].thread, NULL, sched_thread, &rt->scheds[i])) {
       mb_runtime_free(rt);
@@ -84,7 +91,6 @@ void mb_runtime_stop(mb_runtime_t *rt) {
 
 static void close_loop(mb_sched_t *s) {
   if (!s->rt) return; /* never initialised */
-  if (s->index == 0) mb_ossignal_close(s->rt);
   uv_close((uv_handle_t *)&s->wake, NULL);
   uv_close((uv_handle_t *)&s->sleep_timer, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -111,6 +117,7 @@ void mb_runtime_free(mb_runtime_t *rt) {
     for (int i = 0; i < rt->nsched; i++)
       if (rt->scheds[i].has_thread) pthread_join(rt->scheds[i].thread, NULL);
   }
+  if (rt->has_sig) mb_ossignal_close(rt);
   if (rt->scheds) {
     for (int i = 0; i < rt->nsched; i++) close_loop(&rt->scheds[i]);
     free(rt->scheds);
@@ -120,6 +127,10 @@ void mb_runtime_free(mb_runtime_t *rt) {
   mb_strmap_destroy(&rt->topics, free);
   pthread_mutex_destroy(&rt->names_lock);
   pthread_mutex_destroy(&rt->topics_lock);
+  if (rt->has_wd_lock) {
+    pthread_mutex_destroy(&rt->wd_lock);
+    pthread_cond_destroy(&rt->wd_cond);
+  }
   if (rt->has_fin) {
     pthread_mutex_destroy(&rt->fin_lock);
     pthread_cond_destroy(&rt->fin_cond);

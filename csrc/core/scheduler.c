@@ -118,6 +118,7 @@ static int run_one(mb_sched_t *s, mb_proc_t *p) {
     mb_proc_terminate(p, 0);
     return 0;
   }
+  atomic_store_explicit(&s->current_pid, p->pid, memory_order_relaxed);
   atomic_store_explicit(&s->current, p, memory_order_release);
   atomic_fetch_add_explicit(&s->run_seq, 1, memory_order_release);
   int r = p->beh->run(p, p->bstate);
@@ -203,7 +204,6 @@ static void sleep_until_work(mb_sched_t *s, uint64_t now_ns) {
 /* One pass of the loop; blocks only if may_block and nothing is ready. */
 static void iteration(mb_sched_t *s, int may_block, uint64_t budget_ns) {
   take_remote(s);
-  if (s->index == 0) mb_ossignal_sync(s);
   uint64_t start = mb_now_ns(), now = start;
   fire_timers(s, now);
   unsigned n = 0;

@@ -212,6 +212,7 @@ typedef struct mb_runtime_opts {
   const char *node_name; /* NULL: "nonode@nohost" */
   uint32_t creation;     /* 0: a fresh random one, so each start is a new incarnation */
   const mb_sched_hooks_t *hooks; /* may be NULL */
+  unsigned long_schedule_ms; /* a process holding its scheduler longer is logged; 0: 100 */
 } mb_runtime_opts_t;
 
 /* Makes a runtime and starts its scheduler threads (all of them, or 1..N-1 when
@@ -227,6 +228,20 @@ void mb_runtime_stop(mb_runtime_t *rt);
 /* Stops (if not yet), ends every process, joins every thread and frees all.
  * Host-driven: call from the host thread. */
 void mb_runtime_free(mb_runtime_t *rt);
+/* Where the runtime's own warnings and errors go (long_schedule, a passed exit
+ * deadline): called on the runtime's watchdog thread, never on a scheduler, so
+ * it must not call into a Lua VM. NULL restores the default, stderr. */
+enum { MB_LOG_WARNING = 1, MB_LOG_ERROR = 2 };
+typedef void (*mb_log_fn)(void *ud, int level, const char *msg);
+void mb_runtime_set_log(mb_runtime_t *rt, mb_log_fn fn, void *ud);
+/* Arms an exit deadline, for a runner's shutdown timeout: if it is still armed
+ * ms from now (mb_runtime_free has not returned, or a process is stuck), the
+ * runtime logs "<what> did not finish within <ms> ms", naming each process
+ * holding a scheduler and the processes still alive (pid and registered
+ * name), and ends the OS process with _exit(code). The watchdog thread does
+ * this, so processes stuck in C calls cannot delay it. ms = UINT64_MAX
+ * disarms it; calling again re-arms it. `what` may be NULL ("shutdown"). */
+int mb_runtime_exit_deadline(mb_runtime_t *rt, uint64_t ms, int code, const char *what);
 /* Number of schedulers. */
 int mb_runtime_schedulers(const mb_runtime_t *rt);
 /* The runtime's creation (its incarnation: pids and refs it makes carry it). */
@@ -433,7 +448,8 @@ int mb_subscribers_n(mb_runtime_t *rt, const char *topic, size_t len);
 
 /* Delivers the OS signal signum (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
  * SIGUSR2) to pid as the message {signal, 'SIGTERM'} instead of its default
- * action; pid 0 restores the default. Watched on scheduler 0's loop. */
+ * action; pid 0 restores the default. Watched by a thread of the runtime's own
+ * that runs no process, so delivery does not wait for any scheduler. */
 int mb_signal_notify(mb_runtime_t *rt, int signum, mb_pid_t pid);
 
 /* ---------------------------------------------------------------- observability */
