@@ -13,6 +13,7 @@
  * and unlinked by the next scan that passes over it, where its slot is known. */
 #include <stdlib.h>
 #include "runtime.h"
+#include "alloc.h"
 
 #define KTOMB ((mb_msg_t *)(uintptr_t)1)
 
@@ -27,7 +28,7 @@ static uint32_t khash(int kind, mb_ref_t r) {
 static int kidx_grow(mb_proc_t *p) {
   uint32_t ncap = 8;
   while (ncap < (p->kn + 1) * 4) ncap *= 2;
-  mb_msg_t **ni = calloc(ncap, sizeof *ni);
+  mb_msg_t **ni = mb_calloc(ncap, sizeof *ni);
   if (!ni) return -1;
   for (uint32_t i = 0; i < p->kcap; i++) {
     mb_msg_t *e = p->kidx[i];

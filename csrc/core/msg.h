@@ -4,6 +4,7 @@
 #ifndef MB_MSG_H
 #define MB_MSG_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include "moonbeam.h"
 
@@ -35,8 +36,38 @@ struct mb_msg {
   mb_shared_t *shared;  /* NULL for an inline payload */
   uint32_t len;
   uint8_t kind;         /* mb_kind_t */
+  uint8_t flags;        /* MB_MF_* */
   mb_ref_t ref;         /* DOWN, MONITOR, DEMONITOR, REPLY */
 };
+
+enum { MB_MF_RESERVE = 1 }; /* a block of a runtime's reserve: freeing gives it back */
+
+/* The signal reserve: fixed-size message blocks set aside when a runtime
+ * starts, taken when malloc fails for a signal that must not be lost. */
+#define MB_RESERVE_BLOCK 512   /* bytes a block holds, its message header included */
+#define MB_RESERVE_COUNT 256
+typedef struct mb_rblock {
+  struct mb_reserve *pool;
+  struct mb_rblock *next;
+} mb_rblock_t;
+typedef struct mb_reserve {
+  pthread_mutex_t lock;
+  mb_rblock_t *free;
+  void *mem;
+  atomic_uint taken;            /* blocks out now (observability, tests) */
+} mb_reserve_t;
+
+int mb_reserve_init(mb_reserve_t *r);
+void mb_reserve_destroy(mb_reserve_t *r);
+/* A free block's message area (MB_RESERVE_BLOCK bytes), or NULL if none is left. */
+uint8_t *mb_reserve_take(mb_reserve_t *r);
+/* A signal message like mb_msg_new, from the reserve if malloc fails; NULL
+ * only if both fail (or it does not fit a block). */
+mb_msg_t *mb_msg_signal(mb_reserve_t *r, mb_kind_t kind, mb_pid_t from, const uint8_t *term,
+                        size_t len);
+/* Turns a block from mb_reserve_take holding an encoded term of `total`
+ * bytes (header room included) into a message. */
+mb_msg_t *mb_msg_from_reserve(uint8_t *block, size_t total, mb_pid_t from);
 
 /* Header size, rounded so the payload after it stays aligned. */
 #define MB_MSG_HDR ((sizeof(mb_msg_t) + 7) & ~(size_t)7)
@@ -56,8 +87,8 @@ size_t mb_msg_size(const mb_msg_t *m);
 
 /* Encoded atoms used as exit reasons. */
 extern const uint8_t mb_atom_normal[], mb_atom_kill[], mb_atom_killed[],
-    mb_atom_noproc[], mb_atom_shutdown[];
+    mb_atom_noproc[], mb_atom_shutdown[], mb_atom_enomem[];
 extern const size_t mb_atom_normal_len, mb_atom_kill_len, mb_atom_killed_len,
-    mb_atom_noproc_len, mb_atom_shutdown_len;
+    mb_atom_noproc_len, mb_atom_shutdown_len, mb_atom_enomem_len;
 
 #endif

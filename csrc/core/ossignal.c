@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "runtime.h"
+#include "alloc.h"
 
 static const char *signame(int signum) {
   switch (signum) {
@@ -56,7 +57,7 @@ static void on_request(uv_async_t *a) {
   for (int i = 1; i < MB_NSIG; i++) {
     int want = atomic_load(&rt->sig_pids[i]) != 0;
     if (want && !rt->sig_handles[i]) {
-      uv_signal_t *h = malloc(sizeof *h);
+      uv_signal_t *h = mb_malloc(sizeof *h);
       if (!h) continue;
       uv_signal_init(a->loop, h);
       h->data = rt;

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "runtime.h"
+#include "alloc.h"
 
 int mb_ptable_init(mb_ptable_t *t, uint32_t serial_seed) {
   for (int i = 0; i < MB_MAX_CHUNKS; i++) atomic_init(&t->chunks[i], NULL);
@@ -29,7 +30,7 @@ mb_proc_t *mb_ptable_alloc(mb_ptable_t *t) {
     uint32_t n = atomic_load_explicit(&t->nslots, memory_order_relaxed);
     uint32_t c = n >> MB_CHUNK_BITS;
     if (c >= MB_MAX_CHUNKS) { pthread_mutex_unlock(&t->lock); return NULL; }
-    mb_proc_t *chunk = calloc(MB_CHUNK_SIZE, sizeof *chunk);
+    mb_proc_t *chunk = mb_calloc(MB_CHUNK_SIZE, sizeof *chunk);
     if (!chunk) { pthread_mutex_unlock(&t->lock); return NULL; }
     for (uint32_t i = 0; i < MB_CHUNK_SIZE; i++) {
       /* slot 0 of chunk 0 is never used: pid 0 means "no process" */
@@ -121,32 +122,6 @@ int mb_proc_push(mb_proc_t *p, mb_msg_t *m) {
   return 0;
 }
 
-/* A LINK or MONITOR that reached no process gets its noproc answer. */
-static void answer_noproc(mb_runtime_t *rt, mb_pid_t to, mb_msg_t *m) {
-  mb_pid_t asker = m->from;
-  if (m->kind == MB_K_LINK) {
-    mb_msg_t *r = mb_msg_new(MB_K_EXIT_LINK, to, mb_atom_noproc, mb_atom_noproc_len);
-    if (r) mb_deliver(rt, asker, r);
-  } else if (m->kind == MB_K_MONITOR) {
-    mb_enc_t e;
-    mb_enc_init(&e, rt->nodes, MB_MSG_HDR);
-    mb_enc_tuple(&e, 5);
-    mb_enc_atom(&e, "DOWN", 4);
-    mb_enc_ref(&e, m->ref);
-    mb_enc_atom(&e, "process", 7);
-    mb_enc_pid(&e, to);
-    mb_enc_atom(&e, "noproc", 6);
-    size_t total;
-    uint8_t *block = mb_enc_finish(&e, &total);
-    if (block) {
-      mb_msg_t *r = mb_msg_from_block(block, total, to);
-      r->kind = MB_K_DOWN;
-      r->ref = m->ref;
-      mb_deliver(rt, asker, r);
-    }
-  }
-}
-
 void mb_deliver(mb_runtime_t *rt, mb_pid_t to, mb_msg_t *m) {
   mb_proc_t *p = mb_proc_acquire(rt, to);
   if (p) {
@@ -154,7 +129,7 @@ void mb_deliver(mb_runtime_t *rt, mb_pid_t to, mb_msg_t *m) {
     mb_proc_release(p);
     if (r == 0) return;
   }
-  if (m->kind == MB_K_LINK || m->kind == MB_K_MONITOR) answer_noproc(rt, to, m);
+  if (m->kind == MB_K_LINK || m->kind == MB_K_MONITOR) mb_answer_noproc(rt, to, m);
   mb_msg_free(m);
 }
 
@@ -179,7 +154,7 @@ int mb_links_has(const mb_proc_t *p, mb_pid_t pid) {
 static int grow_shared(mb_proc_t *p, void **arr, uint32_t n, uint32_t *cap, size_t elem) {
   if (n < *cap) return 0;
   uint32_t ncap = *cap ? *cap * 2 : 4;
-  void *fresh = malloc(ncap * elem), *old = *arr;
+  void *fresh = mb_malloc(ncap * elem), *old = *arr;
   if (!fresh) return MB_ENOMEM;
   if (n) memcpy(fresh, old, n * elem);
   mb_proc_lock(p);

@@ -60,8 +60,10 @@ struct mb_proc {
   uint32_t nlinks, caplinks;
   mb_monitor_t *mons;
   uint32_t nmons, capmons;
-  uint8_t *reason;                /* exit reason (malloc'd ETF), NULL: normal */
+  const uint8_t *reason;          /* exit reason (ETF), NULL: normal */
   size_t reason_len;
+  void *reason_mem;               /* what holds it: a malloc'd copy, the signal message, or NULL (static) */
+  uint8_t reason_is_msg;
   int64_t timeout_ms;             /* for the next wait, < 0: none */
   mb_timer_t wait_timer;          /* receive-timeout timer, 0: none */
   uint32_t wait_seq;              /* which wait a timeout belongs to */
@@ -117,6 +119,11 @@ int mb_proc_push(mb_proc_t *p, mb_msg_t *m);
 void mb_deliver(mb_runtime_t *rt, mb_pid_t to, mb_msg_t *m);
 /* Makes p runnable if it waits. */
 void mb_proc_wake(mb_proc_t *p);
+
+/* Sets p's exit reason to a static term (owner thread). */
+void mb_proc_reason_static(mb_proc_t *p, const uint8_t *reason, size_t len);
+/* Answers a LINK or MONITOR that reached no process with noproc. */
+void mb_answer_noproc(mb_runtime_t *rt, mb_pid_t to, mb_msg_t *m);
 
 /* Applies signals that arrived (owner thread). */
 void mb_proc_drain(mb_proc_t *p);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "runtime.h"
+#include "alloc.h"
 
 /* A topic as a process keeps it in its list. */
 typedef struct mb_topic_key {
@@ -59,7 +60,7 @@ int mb_subscribe_n(mb_runtime_t *rt, const char *topic, size_t len, mb_pid_t pid
   }
   e = mb_strmap_put(&rt->topics, topic, len);
   if (!e) { err = MB_ENOMEM; goto out; }
-  if (!e->value && !(e->value = calloc(1, sizeof(topic_t)))) {
+  if (!e->value && !(e->value = mb_calloc(1, sizeof(topic_t)))) {
     mb_strmap_remove(&rt->topics, topic, len);
     err = MB_ENOMEM;
     goto out;
@@ -68,19 +69,19 @@ int mb_subscribe_n(mb_runtime_t *rt, const char *topic, size_t len, mb_pid_t pid
   if (has(t, pid)) goto out;
   if (t->n == t->cap) {
     uint32_t ncap = t->cap ? t->cap * 2 : 4;
-    mb_pid_t *np = realloc(t->pids, ncap * sizeof *np);
+    mb_pid_t *np = mb_realloc(t->pids, ncap * sizeof *np);
     if (!np) { err = MB_ENOMEM; goto out; }
     t->pids = np;
     t->cap = ncap;
   }
   if (p->ntopics == p->captopics) {
     uint32_t ncap = p->captopics ? p->captopics * 2 : 2;
-    mb_topic_key_t **nt = realloc(p->topics, ncap * sizeof *nt);
+    mb_topic_key_t **nt = mb_realloc(p->topics, ncap * sizeof *nt);
     if (!nt) { err = MB_ENOMEM; goto out; }
     p->topics = nt;
     p->captopics = ncap;
   }
-  mb_topic_key_t *copy = malloc(sizeof *copy + len);
+  mb_topic_key_t *copy = mb_malloc(sizeof *copy + len);
   if (!copy) { err = MB_ENOMEM; goto out; }
   copy->len = len;
   memcpy(copy->s, topic, len);
@@ -160,7 +161,7 @@ int mb_broadcast_n(mb_runtime_t *rt, mb_pid_t from, const char *topic, size_t tl
   mb_strent_t *e = mb_strmap_get(&rt->topics, topic, tlen);
   if (e) {
     topic_t *t = e->value;
-    if (t->n > 64 && !(pids = malloc(t->n * sizeof *pids))) {
+    if (t->n > 64 && !(pids = mb_malloc(t->n * sizeof *pids))) {
       pthread_mutex_unlock(&rt->topics_lock);
       return MB_ENOMEM;
     }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "runtime.h"
+#include "alloc.h"
 
 #define NAME_MAX_LEN 255
 
@@ -24,7 +25,7 @@ int mb_register_n(mb_runtime_t *rt, const char *name, size_t len, mb_pid_t pid) 
   } else if (p->name || mb_strmap_get(&rt->names, name, len)) {
     err = MB_EEXIST;
   } else {
-    char *copy = malloc(len + 1);
+    char *copy = mb_malloc(len + 1);
     mb_strent_t *e = copy ? mb_strmap_put(&rt->names, name, len) : NULL;
     if (!e) {
       free(copy);

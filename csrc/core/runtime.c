@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "runtime.h"
+#include "alloc.h"
 
 /* A creation for a runtime started without one: random and nonzero, so the
  * pids and refs of an earlier runtime (an earlier mb.run in this OS process)
@@ -29,7 +30,7 @@ int mb_runtime_new(const mb_runtime_opts_t *opts, mb_runtime_t **out) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o.schedulers = n > 0 ? (int)n : 1;
   }
-  mb_runtime_t *rt = calloc(1, sizeof *rt);
+  mb_runtime_t *rt = mb_calloc(1, sizeof *rt);
   if (!rt) return MB_ENOMEM;
   rt->nsched = o.schedulers;
   rt->host_driven = o.host_driven;
@@ -39,8 +40,10 @@ int mb_runtime_new(const mb_runtime_opts_t *opts, mb_runtime_t **out) {
   atomic_init(&rt->ref_counter, 1);
   rt->creation = o.creation ? o.creation : fresh_creation(rt);
   rt->nodes = mb_nodes_new(o.node_name ? o.node_name : "nonode@nohost", rt->creation);
-  rt->scheds = calloc((size_t)rt->nsched, sizeof *rt->scheds);
-  if (!rt->nodes || !rt->scheds || mb_ptable_init(&rt->procs, rt->creation)) goto fail;
+  rt->scheds = mb_calloc((size_t)rt->nsched, sizeof *rt->scheds);
+  if (!rt->nodes || !rt->scheds || mb_ptable_init(&rt->procs, rt->creation) ||
+      mb_reserve_init(&rt->reserve))
+    goto fail;
   mb_ossignal_init(rt);
   pthread_mutex_init(&rt->wd_lock, NULL);
   pthread_cond_init(&rt->wd_cond, NULL);
@@ -136,6 +139,7 @@ void mb_runtime_free(mb_runtime_t *rt) {
     pthread_cond_destroy(&rt->fin_cond);
   }
   if (rt->nodes) mb_nodes_free(rt->nodes);
+  mb_reserve_destroy(&rt->reserve);
   free(rt);
 }
 
@@ -260,7 +264,7 @@ int mb_send_after_name(mb_runtime_t *rt, mb_pid_t from, const char *name, size_t
   if (!name || nlen == 0 || nlen > 255) return MB_EINVAL;
   if (!term || len < 2 || len > UINT32_MAX) return MB_EBADTERM;
   if (atomic_load(&rt->stopping)) return MB_ESTOPPED;
-  char *copy = malloc(nlen);
+  char *copy = mb_malloc(nlen);
   mb_msg_t *m = copy ? mb_msg_new(MB_K_MSG, from, term, len) : NULL;
   if (!m) {
     free(copy);

@@ -44,6 +44,7 @@ struct mb_runtime {
   pthread_mutex_t fin_lock;            /* mb_runtime_free waits on fin_cond for schedulers */
   pthread_cond_t fin_cond;
   int has_fin, has_sig;
+  mb_reserve_t reserve;                /* message blocks for signals when malloc fails */
   /* OS signals forwarded as messages (ossignal.c), watched by a thread of their own */
   _Atomic mb_pid_t sig_pids[MB_NSIG];
   atomic_int sig_dirty, sig_quit;

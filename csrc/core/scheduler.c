@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include "runtime.h"
+#include "alloc.h"
 
 #define BATCH_NS 2000000ull
 
@@ -143,6 +144,13 @@ static int run_one(mb_sched_t *s, mb_proc_t *p) {
   if (p->timeout_ms > 0) {
     uint64_t deadline = mb_timer_deadline(mb_now_ns(), (uint64_t)p->timeout_ms);
     p->wait_timer = mb_timers_add(&s->timers, deadline, p->pid, NULL, ++p->wait_seq);
+    if (!p->wait_timer) {
+      /* out of memory for the timer: waiting now could be for ever, so the
+       * process runs again (and waits again) until the timer can be armed */
+      atomic_store_explicit(&p->state, MB_PS_RUNNABLE, memory_order_relaxed);
+      rq_push(s, p);
+      return 0;
+    }
     p->timeout_ms = -1;
   }
   atomic_store_explicit(&p->state, MB_PS_WAITING, memory_order_seq_cst);
@@ -291,12 +299,7 @@ void mb_sched_shutdown(mb_sched_t *s) {
   for (uint32_t i = 1; i < n; i++) {
     mb_proc_t *p = mb_ptable_slot(&rt->procs, i);
     if (!p || !(atomic_load(&p->ctl) & MB_CTL_ALIVE) || p->sched != s) continue;
-    free(p->reason);
-    p->reason = malloc(mb_atom_shutdown_len);
-    if (p->reason) {
-      memcpy(p->reason, mb_atom_shutdown, mb_atom_shutdown_len);
-      p->reason_len = mb_atom_shutdown_len;
-    }
+    mb_proc_reason_static(p, mb_atom_shutdown, mb_atom_shutdown_len);
     mb_proc_terminate(p, 1);
   }
   if (rt->hooks.fini) rt->hooks.fini(rt, s->index, rt->hooks.ud);

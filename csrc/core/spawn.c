@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "runtime.h"
+#include "alloc.h"
 
 static mb_sched_t *place(mb_runtime_t *rt, const mb_spawn_opts_t *o) {
   int want = o ? o->scheduler : MB_SCHED_ANY;
@@ -59,6 +60,9 @@ int mb_spawn(mb_runtime_t *rt, const mb_behaviour_t *b, void *state, const mb_sp
   p->klossy = 0;
   mb_queue_reset_scan(p);
   p->reason = NULL;
+  p->reason_len = 0;
+  p->reason_mem = NULL;
+  p->reason_is_msg = 0;
   p->timeout_ms = -1;
   p->wait_timer = 0;
   atomic_store_explicit(&p->trap_exit, o && o->trap_exit, memory_order_relaxed);
@@ -133,7 +137,7 @@ static const mb_behaviour_t native_behaviour = {native_run, native_destroy, nati
 int mb_spawn_native(mb_runtime_t *rt, mb_native_fn handler, mb_native_exit_fn on_exit, void *userdata,
                     const mb_spawn_opts_t *opts, mb_pid_t *pid) {
   if (!handler) return MB_EINVAL;
-  native_t *n = malloc(sizeof *n);
+  native_t *n = mb_malloc(sizeof *n);
   if (!n) return MB_ENOMEM;
   *n = (native_t){handler, on_exit, userdata, 0};
   int r = mb_spawn(rt, &native_behaviour, n, opts, pid);

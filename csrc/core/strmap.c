@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "strmap.h"
+#include "alloc.h"
 
 static uint64_t hash_str(const char *s, size_t len) {
   uint64_t h = 1469598103934665603ull;
@@ -43,7 +44,7 @@ mb_strent_t *mb_strmap_get(const mb_strmap_t *m, const char *key, size_t len) {
 
 static int grow(mb_strmap_t *m) {
   size_t n = m->nbuckets ? m->nbuckets * 2 : 16;
-  mb_strent_t **b = calloc(n, sizeof *b);
+  mb_strent_t **b = mb_calloc(n, sizeof *b);
   if (!b) return -1;
   for (size_t i = 0; i < m->nbuckets; i++) {
     mb_strent_t *e = m->buckets[i];
@@ -64,7 +65,7 @@ mb_strent_t *mb_strmap_put(mb_strmap_t *m, const char *key, size_t len) {
   mb_strent_t *e = mb_strmap_get(m, key, len);
   if (e) return e;
   if (m->count >= m->nbuckets * 3 / 4 && grow(m)) return NULL;
-  e = malloc(sizeof *e + len + 1);
+  e = mb_malloc(sizeof *e + len + 1);
   if (!e) return NULL;
   e->hash = hash_str(key, len);
   e->value = NULL;

@@ -4,6 +4,7 @@
  * exceeds the bytes left (each child takes at least one) is rejected at once;
  * an encoder's first error sticks and later calls write nothing. */
 #include "term.h"
+#include "alloc.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -62,8 +63,8 @@ mb_nodes_t *mb_nodes_new(const char *name, uint32_t creation)
   size_t len;
   if (!name) name = MB_NONODE;
   len = strlen(name);
-  if (len > 255 || !(t = calloc(1, sizeof *t))) return NULL;
-  if (!(t->ent[0].name = malloc(len + 1))) { free(t); return NULL; }
+  if (len > 255 || !(t = mb_calloc(1, sizeof *t))) return NULL;
+  if (!(t->ent[0].name = mb_malloc(len + 1))) { free(t); return NULL; }
   memcpy(t->ent[0].name, name, len + 1);
   t->ent[0].len = len;
   t->ent[0].creation = creation;
@@ -111,7 +112,7 @@ int mb_nodes_index(mb_nodes_t *t, const char *name, size_t len, uint32_t creatio
   pthread_mutex_lock(&t->lock);
   n = atomic_load_explicit(&t->count, memory_order_relaxed);
   if ((i = node_find(t, seen, n, name, len, creation)) < 0) {
-    char *copy = n < NODES_MAX ? malloc(len + 1) : NULL;
+    char *copy = n < NODES_MAX ? mb_malloc(len + 1) : NULL;
     i = n < NODES_MAX ? MB_ENOMEM : MB_ELIMIT;
     if (copy) {
       memcpy(copy, name, len);
@@ -158,12 +159,12 @@ static int enc_grow(mb_enc_t *e, size_t n)
   size_t cap = e->cap;
   uint8_t *b;
   if (!e->buf) return enc_fail(e, MB_EINVAL);
-  if (n > SIZE_MAX - e->len) return enc_fail(e, MB_ENOMEM);
+  if (e->fixed || n > SIZE_MAX - e->len) return enc_fail(e, MB_ENOMEM);
   while (cap - e->len < n) {
     if (cap > SIZE_MAX / 2) { cap = e->len + n; break; }
     cap *= 2;
   }
-  if (!(b = realloc(e->buf, cap))) return enc_fail(e, MB_ENOMEM);
+  if (!(b = mb_realloc(e->buf, cap))) return enc_fail(e, MB_ENOMEM);
   e->buf = b;
   e->cap = cap;
   return 0;
@@ -177,14 +178,30 @@ static inline uint8_t *enc_room(mb_enc_t *e, size_t n)
   return e->buf + e->len;
 }
 
+int mb_enc_init_fixed(mb_enc_t *e, mb_nodes_t *nodes, uint8_t *buf, size_t cap, size_t prefix)
+{
+  e->nodes = nodes;
+  e->prefix = prefix;
+  e->err = 0;
+  e->fixed = 1;
+  e->buf = buf;
+  e->cap = cap;
+  e->len = 0;
+  if (cap < prefix + 1) return enc_fail(e, MB_ENOMEM);
+  e->buf[prefix] = MB_ETF_VERSION;
+  e->len = prefix + 1;
+  return 0;
+}
+
 int mb_enc_init(mb_enc_t *e, mb_nodes_t *nodes, size_t prefix)
 {
   e->nodes = nodes;
   e->prefix = prefix;
   e->len = e->cap = 0;
   e->err = 0;
+  e->fixed = 0;
   e->buf = NULL;
-  if (prefix > SIZE_MAX - 64 || !(e->buf = malloc(prefix + 64))) return enc_fail(e, MB_ENOMEM);
+  if (prefix > SIZE_MAX - 64 || !(e->buf = mb_malloc(prefix + 64))) return enc_fail(e, MB_ENOMEM);
   e->cap = prefix + 64;
   e->buf[prefix] = MB_ETF_VERSION;
   e->len = prefix + 1;
@@ -382,7 +399,7 @@ uint8_t *mb_enc_finish(mb_enc_t *e, size_t *len)
 {
   uint8_t *b = e->err ? NULL : e->buf;
   if (len) *len = b ? e->len : 0;
-  if (!b) free(e->buf);
+  if (!b && !e->fixed) free(e->buf);
   e->buf = NULL;
   e->len = e->cap = 0;
   e->err = 0;
@@ -391,7 +408,7 @@ uint8_t *mb_enc_finish(mb_enc_t *e, size_t *len)
 
 void mb_enc_discard(mb_enc_t *e)
 {
-  free(e->buf);
+  if (!e->fixed) free(e->buf);
   e->buf = NULL;
   e->len = e->cap = 0;
   e->err = 0;

@@ -16,6 +16,10 @@ enum {
   MB_ETF_SMALL_ATOM_UTF8 = 119
 };
 
+/* Starts an encoder over the caller's buf[0..cap): it never grows it (a term
+ * that does not fit fails with MB_ENOMEM) and never frees it. */
+int mb_enc_init_fixed(mb_enc_t *e, mb_nodes_t *nodes, uint8_t *buf, size_t cap, size_t prefix);
+
 /* The local node's name when there is no node table. */
 #define MB_NONODE "nonode@nohost"
 

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include "timer.h"
+#include "alloc.h"
 
 #define TOMB ((mb_timer_ent_t *)(uintptr_t)1)
 #define SCHED_SHIFT 48
@@ -45,7 +46,7 @@ static int index_grow(mb_timers_t *t) {
   /* sized for the live count, so tombstones never make it grow without bound */
   uint32_t ncap = 64;
   while (ncap < (t->n + 1) * 4) ncap *= 2;
-  mb_timer_ent_t **ni = calloc(ncap, sizeof *ni);
+  mb_timer_ent_t **ni = mb_calloc(ncap, sizeof *ni);
   if (!ni) return -1;
   for (uint32_t i = 0; i < t->icap; i++) {
     mb_timer_ent_t *e = t->index[i];
@@ -124,7 +125,7 @@ static void remove_at(mb_timers_t *t, uint32_t i, uint32_t s) {
 
 static mb_timer_t add(mb_timers_t *t, uint64_t deadline_ms, mb_pid_t to, mb_msg_t *msg,
                       uint32_t wait_seq, char *name, uint32_t nlen) {
-  mb_timer_ent_t *e = malloc(sizeof *e);
+  mb_timer_ent_t *e = mb_malloc(sizeof *e);
   if (!e) { mb_msg_free(msg); free(name); return 0; }
   e->deadline_ms = deadline_ms;
   e->to = to;
@@ -135,7 +136,7 @@ static mb_timer_t add(mb_timers_t *t, uint64_t deadline_ms, mb_pid_t to, mb_msg_
   pthread_mutex_lock(&t->lock);
   if (t->n == t->cap) {
     uint32_t ncap = t->cap ? t->cap * 2 : 16;
-    mb_timer_ent_t **nh = realloc(t->heap, ncap * sizeof *nh);
+    mb_timer_ent_t **nh = mb_realloc(t->heap, ncap * sizeof *nh);
     if (!nh) goto oom;
     t->heap = nh;
     t->cap = ncap;

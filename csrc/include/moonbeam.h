@@ -93,6 +93,7 @@ typedef struct mb_enc {
   size_t prefix;
   mb_nodes_t *nodes;  /* NULL: only node 0, named "nonode@nohost", creation 0 */
   int err;            /* first error, 0 if none */
+  int fixed;          /* internal: buf is the caller's, never grown nor freed */
 } mb_enc_t;
 
 /* Starts an encoder and writes the version byte. */
