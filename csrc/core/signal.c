@@ -197,8 +197,8 @@ void mb_answer_noproc(mb_runtime_t *rt, mb_pid_t to, mb_msg_t *m) {
     send_down(rt, m->from, m->ref, to, mb_atom_noproc, mb_atom_noproc_len);
 }
 
-/* An exit signal reached p: kill it, turn it into a message, or ignore it. */
-/* Returns 1 if it kept the signal m (as the holder of p's exit reason). */
+/* An exit signal reached p: kill it, turn it into a message, or ignore it.
+ * Returns 1 if it kept the signal (as the holder of p's exit reason). */
 static int exit_signal(mb_proc_t *p, mb_msg_t *sig, int linked) {
   mb_pid_t from = sig->from;
   const uint8_t *reason = sig->data;
