@@ -6,6 +6,7 @@
  * request records the wanted pid, marks the table dirty and wakes the thread,
  * which starts or stops its watchers (a loop is only touched by its thread). */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "runtime.h"
@@ -28,6 +29,12 @@ static void on_signal(uv_signal_t *h, int signum) {
   mb_pid_t pid = atomic_load(&rt->sig_pids[signum]);
   const char *name = signame(signum);
   if (!pid || !name) return;
+  uint64_t ms = atomic_load(&rt->sig_deadline_ms[signum]);
+  if (ms && !atomic_load(&rt->deadline_ns)) { /* the first such signal arms it; later ones do not delay it */
+    char what[48];
+    snprintf(what, sizeof what, "shutdown after %s", name);
+    mb_runtime_exit_deadline(rt, ms, atomic_load(&rt->sig_deadline_code[signum]), what);
+  }
   mb_enc_t e;
   mb_enc_init(&e, rt->nodes, MB_MSG_HDR);
   mb_enc_tuple(&e, 2);
@@ -107,6 +114,13 @@ int mb_signal_notify(mb_runtime_t *rt, int signum, mb_pid_t pid) {
   atomic_store(&rt->sig_pids[signum], pid);
   atomic_store(&rt->sig_dirty, 1);
   uv_async_send(&rt->sig_async);
+  return 0;
+}
+
+int mb_signal_exit_deadline(mb_runtime_t *rt, int signum, uint64_t ms, int code) {
+  if (signum <= 0 || signum >= MB_NSIG || !signame(signum)) return MB_EINVAL;
+  atomic_store(&rt->sig_deadline_code[signum], code);
+  atomic_store(&rt->sig_deadline_ms[signum], ms == UINT64_MAX ? 0 : ms ? ms : 1);
   return 0;
 }
 

@@ -47,6 +47,8 @@ struct mb_runtime {
   mb_reserve_t reserve;                /* message blocks for signals when malloc fails */
   /* OS signals forwarded as messages (ossignal.c), watched by a thread of their own */
   _Atomic mb_pid_t sig_pids[MB_NSIG];
+  _Atomic uint64_t sig_deadline_ms[MB_NSIG]; /* mb_signal_exit_deadline: 0 none */
+  atomic_int sig_deadline_code[MB_NSIG];
   atomic_int sig_dirty, sig_quit;
   uv_signal_t *sig_handles[MB_NSIG];   /* signal thread only */
   pthread_mutex_t sig_lock;            /* starting and ending the signal thread */

@@ -452,6 +452,13 @@ int mb_subscribers_n(mb_runtime_t *rt, const char *topic, size_t len);
  * action; pid 0 restores the default. Watched by a thread of the runtime's own
  * that runs no process, so delivery does not wait for any scheduler. */
 int mb_signal_notify(mb_runtime_t *rt, int signum, mb_pid_t pid);
+/* For a runner: when signum (delivered with mb_signal_notify) arrives, also
+ * arm mb_runtime_exit_deadline(rt, ms, code, "shutdown after SIGTERM"), on the
+ * signal thread itself, so a shutdown that stalls (every scheduler held by a
+ * process stuck in C, the receiver included) still ends, naming what did not
+ * stop. A later signal does not push an armed deadline back. ms = UINT64_MAX
+ * turns it off. */
+int mb_signal_exit_deadline(mb_runtime_t *rt, int signum, uint64_t ms, int code);
 
 /* ---------------------------------------------------------------- observability */
 

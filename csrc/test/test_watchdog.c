@@ -176,6 +176,47 @@ MB_TEST(exit_deadline_names_what_did_not_stop) {
     printf("  child (status %d) said: %s\n", status, out);
 }
 
+MB_TEST(sigterm_arms_the_exit_deadline_with_every_scheduler_stuck) {
+  int fds[2];
+  MB_REQUIRE(pipe(fds) == 0);
+  pid_t child = fork();
+  MB_REQUIRE(child >= 0);
+  if (child == 0) {
+    dup2(fds[1], 2);
+    close(fds[0]);
+    mb_runtime_t *rt = runtime_with(1, 1);
+    mb_pid_t master = spawn_sleeper(rt, 0, "app_master");
+    mb_signal_notify(rt, SIGTERM, master);
+    mb_signal_exit_deadline(rt, SIGTERM, 200, 5);
+    tk_sleep_ms(50);
+    tk_send_int(rt, 0, master, 20000); /* the only scheduler, and the receiver, stuck in C */
+    tk_sleep_ms(50);
+    kill(getpid(), SIGTERM);
+    tk_sleep_ms(5000);
+    _exit(0);
+  }
+  close(fds[1]);
+  char out[4096] = "";
+  size_t n = 0;
+  uint64_t end = tk_now_ns() + 10000000000ull;
+  struct pollfd pf = {fds[0], POLLIN, 0};
+  while (n + 1 < sizeof out && tk_now_ns() < end && poll(&pf, 1, 100) >= 0) {
+    if (!(pf.revents & (POLLIN | POLLHUP))) continue;
+    ssize_t r = read(fds[0], out + n, sizeof out - 1 - n);
+    if (r <= 0) break;
+    n += (size_t)r;
+  }
+  out[n] = 0;
+  close(fds[0]);
+  int status = 0;
+  for (int i = 0; i < 100 && waitpid(child, &status, WNOHANG) == 0; i++) tk_sleep_ms(50);
+  if (!WIFEXITED(status)) kill(child, SIGKILL), waitpid(child, &status, 0);
+  MB_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 5);
+  MB_CHECK(strstr(out, "shutdown after SIGTERM did not finish within 200 ms") != NULL);
+  MB_CHECK(strstr(out, "(app_master) holds scheduler 1") != NULL);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 5) printf("  child (status %d) said: %s\n", status, out);
+}
+
 MB_TEST(disarmed_deadline_does_nothing) {
   mb_runtime_t *rt = runtime_with(1, 0);
   MB_CHECK_EQ_INT(mb_runtime_exit_deadline(rt, 50, 9, NULL), 0);
@@ -207,6 +248,7 @@ int main(void) {
   MB_RUN(long_schedule_without_preemption);
   MB_RUN(os_signal_delivered_while_schedulers_are_stuck);
   MB_RUN(exit_deadline_names_what_did_not_stop);
+  MB_RUN(sigterm_arms_the_exit_deadline_with_every_scheduler_stuck);
   MB_RUN(disarmed_deadline_does_nothing);
   MB_RUN(shutdown_waits_without_spinning);
   return mb_test_summary();
