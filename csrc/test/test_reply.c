@@ -299,9 +299,11 @@ MB_TEST(call_and_flush_cost_independent_of_queued_messages) {
   printf("  (%d queued: call median %.1f us, demonitor flush median %.2f us, "
          "flush of a DOWN behind them %.2f us)\n",
          QUEUED, call_med, flush_med, b->down_flush_ns / 1e3);
-  /* a walk of the queue costs milliseconds; the bounds are generous for load */
+  /* a walk of the queue costs milliseconds (18 ms a call before the index);
+   * the bounds are generous for a loaded machine: the flush is pure CPU, the
+   * call a round trip between two schedulers */
   MB_CHECK(flush_med < 1000.0);
-  MB_CHECK(call_med < 1000.0);
+  MB_CHECK(call_med < 10000.0);
   MB_CHECK(b->down_flush_ns < 5000000u);
   MB_CHECK_EQ_INT(b->queued_after, QUEUED);
   mb_runtime_free(rt);
