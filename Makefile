@@ -262,7 +262,7 @@ bench: deps
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_SRC     := csrc/test/fuzz_term.c csrc/core/term.c csrc/core/ids.c
+FUZZ_SRC     := csrc/test/fuzz_term.c csrc/core/term.c csrc/core/ids.c csrc/core/alloc.c
 FUZZ_BIN     := $(BUILD)/fuzz_term
 
 fuzz: deps
