@@ -4,7 +4,8 @@
  * process, so a signal is delivered even while every scheduler is held by a
  * process stuck in a C call. The thread starts with the first request; a
  * request records the wanted pid, marks the table dirty and wakes the thread,
- * which starts or stops its watchers (a loop is only touched by its thread). */
+ * which starts or stops its watchers (a loop is only touched by its thread);
+ * the request returns once they are, so a signal sent right after is caught. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +61,10 @@ static void on_request(uv_async_t *a) {
     uv_close((uv_handle_t *)a, NULL);
     return;
   }
-  if (!atomic_exchange(&rt->sig_dirty, 0)) return;
+  pthread_mutex_lock(&rt->sig_lock);
+  uint64_t req = rt->sig_req;
+  pthread_mutex_unlock(&rt->sig_lock);
+  if (!atomic_exchange(&rt->sig_dirty, 0)) goto done;
   for (int i = 1; i < MB_NSIG; i++) {
     int want = atomic_load(&rt->sig_pids[i]) != 0;
     if (want && !rt->sig_handles[i]) {
@@ -75,6 +79,11 @@ static void on_request(uv_async_t *a) {
       rt->sig_handles[i] = NULL;
     }
   }
+done:
+  pthread_mutex_lock(&rt->sig_lock);
+  if (rt->sig_done < req) rt->sig_done = req;
+  pthread_cond_broadcast(&rt->sig_cond);
+  pthread_mutex_unlock(&rt->sig_lock);
 }
 
 static void *signal_thread(void *arg) {
@@ -83,10 +92,9 @@ static void *signal_thread(void *arg) {
   return NULL;
 }
 
-/* Starts the signal thread once; 0 or MB_ENOMEM. */
+/* Starts the signal thread once (sig_lock held); 0 or MB_ENOMEM. */
 static int ensure_thread(mb_runtime_t *rt) {
   int err = 0;
-  pthread_mutex_lock(&rt->sig_lock);
   if (!rt->sig_started) {
     err = MB_ENOMEM;
     if (uv_loop_init(&rt->sig_loop) == 0) {
@@ -103,17 +111,24 @@ static int ensure_thread(mb_runtime_t *rt) {
       if (err) uv_loop_close(&rt->sig_loop);
     }
   }
-  pthread_mutex_unlock(&rt->sig_lock);
   return err;
 }
 
 int mb_signal_notify(mb_runtime_t *rt, int signum, mb_pid_t pid) {
   if (signum <= 0 || signum >= MB_NSIG || !signame(signum)) return MB_EINVAL;
+  pthread_mutex_lock(&rt->sig_lock);
   int err = ensure_thread(rt);
-  if (err) return err;
+  if (err) {
+    pthread_mutex_unlock(&rt->sig_lock);
+    return err;
+  }
   atomic_store(&rt->sig_pids[signum], pid);
   atomic_store(&rt->sig_dirty, 1);
+  uint64_t mine = ++rt->sig_req;
   uv_async_send(&rt->sig_async);
+  /* the signal thread never waits for a scheduler, so this wait is short */
+  while (rt->sig_done < mine) pthread_cond_wait(&rt->sig_cond, &rt->sig_lock);
+  pthread_mutex_unlock(&rt->sig_lock);
   return 0;
 }
 
@@ -124,17 +139,22 @@ int mb_signal_exit_deadline(mb_runtime_t *rt, int signum, uint64_t ms, int code)
   return 0;
 }
 
-void mb_ossignal_init(mb_runtime_t *rt) { pthread_mutex_init(&rt->sig_lock, NULL); }
+void mb_ossignal_init(mb_runtime_t *rt) {
+  pthread_mutex_init(&rt->sig_lock, NULL);
+  pthread_cond_init(&rt->sig_cond, NULL);
+}
 
 void mb_ossignal_close(mb_runtime_t *rt) {
   pthread_mutex_lock(&rt->sig_lock);
-  if (rt->sig_started) {
+  int started = rt->sig_started;
+  rt->sig_started = 0;
+  pthread_mutex_unlock(&rt->sig_lock);
+  if (started) { /* not under sig_lock: the thread may be taking it for a request */
     atomic_store(&rt->sig_quit, 1);
     uv_async_send(&rt->sig_async);
     pthread_join(rt->sig_thread, NULL);
     uv_loop_close(&rt->sig_loop);
-    rt->sig_started = 0;
   }
-  pthread_mutex_unlock(&rt->sig_lock);
   pthread_mutex_destroy(&rt->sig_lock);
+  pthread_cond_destroy(&rt->sig_cond);
 }

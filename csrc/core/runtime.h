@@ -51,7 +51,9 @@ struct mb_runtime {
   atomic_int sig_deadline_code[MB_NSIG];
   atomic_int sig_dirty, sig_quit;
   uv_signal_t *sig_handles[MB_NSIG];   /* signal thread only */
-  pthread_mutex_t sig_lock;            /* starting and ending the signal thread */
+  pthread_mutex_t sig_lock;            /* starting and ending the signal thread; requests */
+  pthread_cond_t sig_cond;             /* a request was applied: sig_done caught up */
+  uint64_t sig_req, sig_done;
   int sig_started;
   pthread_t sig_thread;
   uv_loop_t sig_loop;

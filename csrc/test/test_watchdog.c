@@ -116,7 +116,11 @@ MB_TEST(os_signal_delivered_while_schedulers_are_stuck) {
   mb_runtime_t *rt = runtime_with(2, 1);
   tk_probe_t *pr = tk_probe_on(rt, 1, 0);
   MB_REQUIRE(mb_signal_notify(rt, SIGUSR1, pr->pid) == 0);
-  tk_sleep_ms(50); /* the watcher is up */
+  /* the watcher is up when mb_signal_notify returns (else SIGUSR1 ends us) */
+  raise(SIGUSR1);
+  tk_item_t *first = tk_wait(pr, WAIT_MS);
+  MB_CHECK(first && tk_elem_is_atom(first->data, first->len, 1, "SIGUSR1"));
+  free(first);
   /* scheduler 1 (where a runtime used to watch signals) is held for 1.5 s */
   mb_pid_t stuck = spawn_sleeper(rt, 0, NULL);
   tk_send_int(rt, 0, stuck, 1500);
