@@ -78,17 +78,14 @@ mb_msg_t *mb_msg_new_shared(mb_shared_t *sh, mb_pid_t from) {
 #define RB_STRIDE (sizeof(mb_rblock_t) + MB_RESERVE_BLOCK)
 
 int mb_reserve_init(mb_reserve_t *r) {
-  r->mem = malloc(RB_STRIDE * MB_RESERVE_COUNT); /* not mb_malloc: made before any test fault */
+  /* not mb_malloc: made before any test fault; its pages are only touched
+   * when a block is first used */
+  r->mem = malloc(RB_STRIDE * MB_RESERVE_COUNT);
   r->free = NULL;
+  r->fresh = 0;
   atomic_init(&r->taken, 0);
   if (!r->mem) return MB_ENOMEM;
   pthread_mutex_init(&r->lock, NULL);
-  for (unsigned i = 0; i < MB_RESERVE_COUNT; i++) {
-    mb_rblock_t *b = (mb_rblock_t *)((char *)r->mem + i * RB_STRIDE);
-    b->pool = r;
-    b->next = r->free;
-    r->free = b;
-  }
   return 0;
 }
 
@@ -103,7 +100,12 @@ uint8_t *mb_reserve_take(mb_reserve_t *r) {
   if (!r || !r->mem) return NULL;
   pthread_mutex_lock(&r->lock);
   mb_rblock_t *b = r->free;
-  if (b) r->free = b->next;
+  if (b) {
+    r->free = b->next;
+  } else if (r->fresh < MB_RESERVE_COUNT) {
+    b = (mb_rblock_t *)((char *)r->mem + r->fresh++ * RB_STRIDE);
+    b->pool = r;
+  }
   pthread_mutex_unlock(&r->lock);
   if (!b) return NULL;
   atomic_fetch_add_explicit(&r->taken, 1, memory_order_relaxed);

@@ -52,7 +52,8 @@ typedef struct mb_rblock {
 } mb_rblock_t;
 typedef struct mb_reserve {
   pthread_mutex_t lock;
-  mb_rblock_t *free;
+  mb_rblock_t *free;             /* given back */
+  unsigned fresh;                /* blocks never handed out start here (untouched memory) */
   void *mem;
   atomic_uint taken;            /* blocks out now (observability, tests) */
 } mb_reserve_t;
