@@ -64,6 +64,34 @@ MB_TEST(kill_without_memory_is_still_killed_and_told) { exit_without_memory("kil
 MB_TEST(exit_reason_without_memory_reaches_links_and_monitors) { exit_without_memory("boom", 0, "boom"); }
 MB_TEST(reason_too_big_without_memory_still_signals) { exit_without_memory("huge", 4000, "enomem"); }
 
+MB_TEST(more_downs_than_the_reserve_holds_all_arrive) {
+  mb_runtime_t *rt = tk_runtime(2);
+  tk_probe_t *t = tk_probe_on(rt, 0, 0), *m = tk_probe_on(rt, 1, 0);
+  enum { N = MB_RESERVE_COUNT + 150 };
+  for (int i = 0; i < N; i++) tk_cmd_with(rt, m, "$monitor", t->pid);
+  settle(rt, m, t);
+  MB_REQUIRE(tk_monitors(rt, m->pid) == N);
+  tk_term r = tk_atom("boom");
+  mb_alloc_fail_all(1);
+  MB_CHECK_EQ_INT(mb_exit_signal(rt, 0, t->pid, r.p, r.n), 0);
+  int downs = 0;
+  for (int i = 0; i < N; i++) {
+    tk_item_t *it = tk_wait(m, WAIT_MS);
+    if (!it) break;
+    uint32_t a;
+    downs += tk_is_tagged(it->data, it->len, "DOWN", &a) && tk_elem_is_atom(it->data, it->len, 4, "boom");
+    free(it); /* the probe already gave its block back when it took the message */
+  }
+  mb_alloc_fail_all(0);
+  MB_CHECK_EQ_INT(downs, N);
+  TK_WAIT_UNTIL(reserve_back(rt), WAIT_MS);
+  MB_CHECK(reserve_back(rt));
+  tk_free(r);
+  mb_runtime_free(rt);
+  tk_probe_free(t);
+  tk_probe_free(m);
+}
+
 MB_TEST(link_that_cannot_be_recorded_is_not_silent) {
   mb_runtime_t *rt = tk_runtime(1);
   tk_probe_t *a = tk_probe(rt, NULL), *b = tk_probe(rt, NULL), *dummy = tk_probe(rt, NULL);
@@ -155,6 +183,7 @@ int main(void) {
   MB_RUN(kill_without_memory_is_still_killed_and_told);
   MB_RUN(exit_reason_without_memory_reaches_links_and_monitors);
   MB_RUN(reason_too_big_without_memory_still_signals);
+  MB_RUN(more_downs_than_the_reserve_holds_all_arrive);
   MB_RUN(link_that_cannot_be_recorded_is_not_silent);
   MB_RUN(receive_timeout_fires_after_allocation_failures);
   MB_RUN(exit_reason_set_without_memory_is_not_normal);
