@@ -10,6 +10,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <signal.h>
+#include <stdint.h>
+#include <time.h>
 #include "moonbeam.h"
 
 typedef struct mbl_vm mbl_vm_t;
@@ -88,8 +90,22 @@ int mbl_start(lua_State *L);
 int mbl_step(lua_State *L);
 int mbl_stop(lua_State *L);
 
-/* lproc.c: processes */
+static inline uint64_t mbl_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* lproc.c: processes (the behaviour run by the scheduler) */
 extern const mb_behaviour_t mbl_behaviour;
+/* A zeroed process record (refs LUA_NOREF), or NULL. */
+mbl_proc_t *mbl_proc_new(void);
+/* lpreempt.c: the behaviour's preempt entry (async-signal context) */
+void mbl_preempt(void *st);
+/* lpool.c: pushes a coroutine (reused or new) and returns it; keeps a finished one */
+lua_State *mbl_pool_take(lua_State *L);
+void mbl_pool_put(lua_State *L, lua_State *co);
+/* lspawnopt.c, lreceive.c, lcall.c */
 int mbl_spawn_opt(lua_State *L);
 int mbl_receive(lua_State *L);
 int mbl_call(lua_State *L);
