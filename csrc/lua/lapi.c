@@ -9,8 +9,6 @@
 #include "lmb.h"
 #include "lterm.h"
 
-static const char CRASH_KEY = 0;
-
 static mb_pid_t self_pid(lua_State *L) {
   mbl_vm_t *vm = mbl_vm(L);
   return vm && vm->running ? mb_self(vm->running->self) : 0;
@@ -425,41 +423,6 @@ static int l_subscribers(lua_State *L) {
   return 1;
 }
 
-static int l_set_crash_handler(lua_State *L) {
-  if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_settop(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &CRASH_KEY);
-  return 0;
-}
-
-void mbl_report_crash(mbl_vm_t *vm, mbl_proc_t *lp, int erridx) {
-  lua_State *L = vm->L, *co = lp->co;
-  mb_pid_t pid = mb_self(lp->self);
-  char name[64];
-  mb_registered_name(mb_proc_runtime(lp->self), pid, name, sizeof name);
-  const char *msg = luaL_tolstring(co, erridx, NULL);
-  luaL_traceback(L, co, NULL, 0);
-  int tb = lua_gettop(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &CRASH_KEY);
-  if (lua_isfunction(L, -1)) {
-    mb_lterm_pushpid(L, pid);
-    if (name[0]) lua_pushstring(L, name);
-    else lua_pushnil(L);
-    lua_pushstring(L, msg);
-    lua_pushvalue(L, tb);
-    if (lua_pcall(L, 4, 0, 0) == LUA_OK) {
-      lua_settop(L, tb - 1);
-      lua_pop(co, 1);
-      return;
-    }
-    fprintf(stderr, "moonbeam: the crash handler failed: %s\n", lua_tostring(L, -1));
-  }
-  fprintf(stderr, "moonbeam: process <%u.%u.%u>%s%s crashed: %s\n%s\n", mb_pid_node(pid),
-          mb_pid_index(pid), mb_pid_serial(pid), name[0] ? " " : "", name, msg, lua_tostring(L, tb));
-  lua_settop(L, tb - 1);
-  lua_pop(co, 1);
-}
-
 static const luaL_Reg funcs[] = {
   {"run", mbl_run}, {"start", mbl_start}, {"step", mbl_step}, {"stop", mbl_stop},
   {"spawn_opt", mbl_spawn_opt}, {"receive", mbl_receive}, {"call", mbl_call},
@@ -472,7 +435,7 @@ static const luaL_Reg funcs[] = {
   {"stats", l_stats}, {"schedulers", l_schedulers}, {"scheduler", l_scheduler},
   {"subscribe", l_subscribe}, {"unsubscribe", l_unsubscribe}, {"broadcast", l_broadcast},
   {"subscribers", l_subscribers},
-  {"set_crash_handler", l_set_crash_handler},
+  {"set_crash_handler", mbl_set_crash_handler},
   {"atom", mb_lterm_atom}, {"tuple", mb_lterm_tuple},
   {NULL, NULL}
 };

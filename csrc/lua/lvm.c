@@ -50,6 +50,13 @@ mbl_vm_t *mbl_vm(lua_State *L) {
   return vm;
 }
 
+mbl_vm_t *mbl_vm_of(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &VM_KEY);
+  mbl_vm_t *vm = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return vm;
+}
+
 mb_runtime_t *mbl_rt(lua_State *L) {
   mbl_vm_t *vm = mbl_vm(L);
   if (!vm) luaL_error(L, "moonbeam is not running (use mb.run or mb.start)");
@@ -87,6 +94,7 @@ static void attach(lua_State *L, mbl_vm_t *vm, mb_runtime_t *rt) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &VM_KEY);
   mbl_box(L)->vm = vm;
   mb_lterm_open(L, mb_runtime_nodes(rt));
+  mbl_coroutine_open(L);
 }
 
 /* Scheduler hook, on the scheduler's own thread, before any process runs. */
