@@ -77,6 +77,7 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
  * the timeout is dropped on arrival (mb_abandon_reply). */
 int mbl_call(lua_State *L) {
   mbl_proc_t *lp = mbl_self(L, 1);
+  mbl_check_not_in_match(L, lp);
   mb_runtime_t *rt = mb_proc_runtime(lp->self);
   mb_pid_t to = mb_lterm_checkpid(L, 1);
   luaL_checkany(L, 2);

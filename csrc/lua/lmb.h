@@ -134,6 +134,8 @@ void mbl_pool_put(lua_State *L, lua_State *co);
 /* lspawnopt.c, lreceive.c, lcall.c */
 int mbl_spawn_opt(lua_State *L);
 int mbl_receive(lua_State *L);
+/* Raises if lp is running a receive predicate (no receive or call there). */
+void mbl_check_not_in_match(lua_State *L, mbl_proc_t *lp);
 int mbl_call(lua_State *L);
 /* Spawns a process running the function at stack index fidx with nargs args
  * that follow it, in this same VM without copying (mb.run's main). */

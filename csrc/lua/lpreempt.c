@@ -106,19 +106,25 @@ static int resume_done(lua_State *L, lua_State *co, int st, int nres, int mode) 
     lua_xmove(co, L, nres);
     return mode == MODE_RESUME ? nres + 1 : nres;
   }
+  lua_xmove(co, L, 1); /* the error (a no-op when co is L: resuming itself) */
   if (mode == MODE_RESUME) {
     lua_pushboolean(L, 0);
-    lua_xmove(co, L, 1);
+    lua_insert(L, -2);
     return 2;
   }
-  /* wrap: close the dead coroutine's to-be-closed variables, raise its error
-   * (a string gets the caller's position, as Lua's own wrap does) */
+  /* wrap: an error inside the coroutine closes its to-be-closed variables
+   * (which may raise anew); a string gets the caller's position, as with
+   * Lua's own wrap */
+  int cst = lua_status(co);
+  if (cst != LUA_OK && cst != LUA_YIELD) {
 #if LUA_VERSION_RELEASE_NUM >= 50406
-  int cst = lua_closethread(co, L);
+    cst = lua_closethread(co, L);
 #else
-  int cst = lua_resetthread(co);
+    cst = lua_resetthread(co);
 #endif
-  lua_xmove(co, L, 1);
+    lua_xmove(co, L, 1);
+    lua_remove(L, -2);
+  }
   if (cst != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
     luaL_where(L, 1);
     lua_insert(L, -2);

@@ -6,6 +6,14 @@
 #include "lmb.h"
 #include "lterm.h"
 
+void mbl_check_not_in_match(lua_State *L, mbl_proc_t *lp) {
+  /* the scan in progress holds the mailbox's cursor: a nested scan would
+   * deliver its messages twice */
+  if (lp->in_match)
+    luaL_error(L, "receive, flush and call cannot be used inside a receive predicate "
+                  "(the predicate only decides whether a message matches)");
+}
+
 /* Scans for the first acceptable message; returns results pushed, or -1 if none. */
 static int scan(lua_State *L, mbl_proc_t *lp, int has_match) {
   const mb_msg_t *m;
@@ -24,7 +32,13 @@ static int scan(lua_State *L, mbl_proc_t *lp, int has_match) {
     if (has_match) {
       lua_pushvalue(L, 1);
       lua_pushvalue(L, -2);
-      lua_call(L, 1, 1);
+      lp->in_match = 1;
+      int st = lua_pcall(L, 1, 1, 0);
+      lp->in_match = 0;
+      if (st != LUA_OK) {
+        mb_mailbox_rewind(lp->self);
+        return lua_error(L); /* the predicate's error, as it raised it */
+      }
       int ok = lua_toboolean(L, -1);
       lua_pop(L, 1);
       if (!ok) {
@@ -71,9 +85,16 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx) {
   return wait_or_timeout(L, lp, has_match);
 }
 
-/* mb.receive([match], [timeout_ms]) -> msg | nil, "timeout" */
+/* mb.receive([match], [timeout_ms]) | mb.receive(timeout_ms) -> msg | nil, "timeout" */
 int mbl_receive(lua_State *L) {
   mbl_proc_t *lp = mbl_self(L, 1);
+  mbl_check_not_in_match(L, lp);
+  /* receive(500): a number alone is the timeout */
+  if (lua_type(L, 1) == LUA_TNUMBER && lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_pushnil(L);
+    lua_insert(L, 1);
+  }
   int has_match = !lua_isnoneornil(L, 1);
   if (has_match) luaL_checktype(L, 1, LUA_TFUNCTION);
   lp->deadline_ms = 0;

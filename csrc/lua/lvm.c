@@ -238,7 +238,16 @@ int mbl_start(lua_State *L) {
   return 1;
 }
 
+/* mb.step and mb.stop drive the runtime from the host, outside it: from a
+ * process they would re-enter or free the scheduler running it. */
+static void check_host(lua_State *L, const char *fn) {
+  mbl_vm_t *vm = mbl_vm(L);
+  if (vm && (vm->running || mb_runtime_current_sched(vm->brt->rt) >= 0))
+    luaL_error(L, "%s cannot be called from inside a process (only the host that called mb.start can)", fn);
+}
+
 int mbl_step(lua_State *L) {
+  check_host(L, "mb.step");
   mbl_rt_t *brt = host_rt(L);
   if (!brt) return luaL_error(L, "mb.step: no runtime started with mb.start");
   lua_Number ms = luaL_optnumber(L, 1, 1);
@@ -249,6 +258,7 @@ int mbl_step(lua_State *L) {
 }
 
 int mbl_stop(lua_State *L) {
+  check_host(L, "mb.stop");
   mbl_rt_t *brt = host_rt(L);
   if (!brt) return 0;
   lua_pushnil(L);
