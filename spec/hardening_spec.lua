@@ -376,3 +376,106 @@ describe("item 33: crash handlers", function()
     assert.matches("crashed: [^\n]*original", out)
   end)
 end)
+
+describe("item 12: main's end shuts down its linked trapping processes", function()
+  local function read(path)
+    local f = io.open(path)
+    if not f then return nil end
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+
+  it("a trapping gen_server started with start_link runs terminate, on any scheduler", function()
+    for s = 1, 2 do
+      local path = os.tmpname()
+      os.remove(path)
+      local r = mb.run(function()
+        local gen_server = require "moonbeam.gen_server"
+        assert(gen_server.start_link("hardening_server", path, {scheduler = s}))
+        return "main done"
+      end, OPTS)
+      assert.are.equal("main done", r)
+      assert.are.equal('normal', read(path))
+      os.remove(path)
+    end
+  end)
+
+  it("waits at most opts.shutdown ms for a process that does not stop", function()
+    local t0 = mb.clock()
+    local r = mb.run(function()
+      mb.spawn_link(function()
+        mb.trap_exit(true)
+        mb.receive(function() return false end)
+      end)
+      mb.sleep(10)
+      return 1
+    end, {schedulers = 2, shutdown = 200})
+    local took = mb.clock() - t0
+    assert.are.equal(1, r)
+    assert.is_true(took >= 0.19, "did not wait: " .. took)
+    assert.is_true(took < 3, "waited too long: " .. took)
+  end)
+
+  it("does not wait for linked processes that do not trap exits", function()
+    local t0 = mb.clock()
+    mb.run(function()
+      mb.spawn_link(function() mb.receive() end)
+      return 1
+    end, {schedulers = 2, shutdown = 5000})
+    assert.is_true(mb.clock() - t0 < 2)
+  end)
+
+  it("rejects a bad shutdown option", function()
+    raises("opts.shutdown must be a number of ms >= 0", mb.run, function() end, {shutdown = "soon"})
+  end)
+end)
+
+describe("item 33: calls to self", function()
+  it("gen_server.get_state(self) fails at once with calling_self", function()
+    mb.run(function()
+      local gen_server = require "moonbeam.gen_server"
+      local pid = assert(gen_server.start("hardening_server", false))
+      local got = gen_server.call(pid, "get_state_of_self")
+      assert.is_false(got[1])
+      assert.are.equal("calling_self", got[2][1])
+      assert.is_true(got[3] < 1, "waited " .. got[3] .. " s")
+      gen_server.stop(pid)
+    end, OPTS)
+  end)
+
+  it("core.call to the caller itself answers calling_self at once", function()
+    mb.run(function()
+      local ok, why = require("moonbeam.core").call(mb.self(), "req", 2000)
+      assert.is_false(ok)
+      assert.are.equal("calling_self", why)
+    end, OPTS)
+  end)
+end)
+
+describe("item 19: one crash-report format, readable reasons", function()
+  it("the first crash on a scheduler whose VM has not loaded the logger is a logger report", function()
+    local out, ok = run_script([[
+      local mb = require "moonbeam"
+      local logger = require "moonbeam.logger"
+      mb.run(function()
+        for s = 2, 1, -1 do -- scheduler 2 first: its VM has not loaded the logger
+          local _, ref = mb.spawn_opt({monitor = true, scheduler = s}, function() error("boom on " .. s) end)
+          mb.receive(function(m) return m[2] == ref end)
+        end
+        logger.flush()
+      end, {schedulers = 2})
+    ]])
+    assert.is_true(ok, out)
+    assert.not_matches("moonbeam: process", out, 1, true)
+    local _, n = out:gsub("%[error%] <[%d.]+>: Process <[%d.]+> crashed\n%*%* %(error%) [^\n]*boom on %d", "")
+    assert.are.equal(2, n, out)
+  end)
+
+  it("mb.format prints a traceback inside a reason as lines, not escapes", function()
+    local s = mb.format({"error", "msg", "stack traceback:\n\t[C]: in ?\n\tx.lua:1: in main chunk"})
+    assert.not_matches("\\9", s, 1, true)
+    assert.matches('"stack traceback:\n\t[C]: in ?\n\tx.lua:1: in main chunk"', s, 1, true)
+    assert.are.equal('{"a\\"b\\\\c\\001"}', mb.format({'a"b\\c\1'}))
+  end)
+end)

@@ -72,7 +72,7 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* call(pid, request, [timeout_ms]) -> true, reply | false, "down", reason |
- * false, "timeout". Monitors pid, sends {'$gen_call', {Self, Ref}, Request},
+ * false, "timeout" | false, "calling_self" (pid is the caller). Monitors pid, sends {'$gen_call', {Self, Ref}, Request},
  * waits for the reply tagged Ref or the monitor's DOWN; a reply arriving after
  * the timeout is dropped on arrival (mb_abandon_reply). */
 int mbl_call(lua_State *L) {
@@ -81,6 +81,11 @@ int mbl_call(lua_State *L) {
   mb_runtime_t *rt = mb_proc_runtime(lp->self);
   mb_pid_t to = mb_lterm_checkpid(L, 1);
   luaL_checkany(L, 2);
+  if (to == mb_self(lp->self)) { /* nobody would answer: fail at once, as OTP's calling_self */
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "calling_self");
+    return 2;
+  }
   int64_t timeout = -1;
   if (!lua_isnoneornil(L, 3)) {
     lua_Number t = luaL_checknumber(L, 3);

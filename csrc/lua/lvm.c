@@ -159,6 +159,7 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
   brt->cpath = dup_field(L, "cpath");
   brt->host = host;
   brt->main_ref = LUA_NOREF;
+  brt->crash_logger = mbl_has_logger_handler(L);
   static const mb_sched_hooks_t hooks_tmpl = {on_sched_init, on_sched_fini, NULL};
   mb_sched_hooks_t *hooks = malloc(sizeof *hooks);
   *hooks = hooks_tmpl;

@@ -11,14 +11,64 @@ local mb = {}
 local exit_mt = core.exit_mt
 exit_mt.__tostring = function(e) return "exit: " .. mb.format(e.reason) end
 
+local DEFAULT_SHUTDOWN_MS = 5000
+
+--- Main's end, as OTP's shutdown of a tree: every linked process that traps
+--- exits gets main's exit signal (`{"EXIT", main, "normal"}`) and is waited for,
+--- up to `ms` in all, before the runtime stops the rest.
+local function shut_down_links(ms)
+  local me = core.self()
+  local info = core.info(me)
+  local refs = {}
+  for _, pid in ipairs(info and info.links or {}) do
+    local pi = core.info(pid)
+    if pi and pi.trap_exit then
+      refs[#refs + 1] = core.monitor(pid)
+      core.unlink(pid) -- the signal below stands for the link's: no second EXIT
+      core.exit_signal(pid, "normal")
+    end
+  end
+  if #refs == 0 then return end
+  local deadline = core.clock() + ms / 1000
+  local pending = #refs
+  local function is_down(m)
+    if type(m) ~= "table" or m[1] ~= "DOWN" then return false end
+    for i = 1, #refs do if refs[i] == m[2] then return true end end
+    return false
+  end
+  while pending > 0 do
+    local left = (deadline - core.clock()) * 1000
+    if left <= 0 or not core.receive(is_down, left) then return end
+    pending = pending - 1
+  end
+end
+
+local function ended(ms, ...)
+  shut_down_links(ms)
+  return ...
+end
+
 --- Starts the runtime, runs `main(...)` as the first process on scheduler 1 and
---- returns main's results once it ends, after stopping every other process.
---- An error in main is raised again here with the process's traceback.
+--- returns main's results once it ends. When main returns, its linked processes
+--- that trap exits get its exit signal and have `opts.shutdown` ms (default
+--- 5000) to finish (a gen_server or supervisor started with start_link runs its
+--- terminate); then every other process is stopped.
+--- An error in main is raised again here with the process's traceback; if main
+--- is ended by an exit signal, an exit error with that reason is raised
+--- (`mb.exit_reason(err)`, e.g. "killed").
 ---@param main function
----@param opts? {schedulers?: integer}
+---@param opts? {schedulers?: integer, shutdown?: number}
 ---@return any ...
 function mb.run(main, opts)
-  return core.run(main, opts)
+  if type(main) ~= "function" then return core.run(main, opts) end -- raises
+  local ms = DEFAULT_SHUTDOWN_MS
+  if type(opts) == "table" and opts.shutdown ~= nil then
+    ms = opts.shutdown
+    if type(ms) ~= "number" or ms < 0 or ms ~= ms then
+      error("run: opts.shutdown must be a number of ms >= 0", 2)
+    end
+  end
+  return core.run(function(...) return ended(ms, main(...)) end, opts)
 end
 
 --- Starts the runtime driven from the host's own loop: call `mb.step` each frame.
@@ -272,9 +322,17 @@ function mb.is_pid(v) return core.is_pid(v) end
 --- A readable rendering of any value (for logs and reasons).
 ---@param v any
 ---@return string
+local ESCAPES = {['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\n", ["\t"] = "\t", ["\r"] = "\\r"}
+
+--- A quoted string that stays readable: newlines and tabs as they are (a
+--- traceback inside a reason reads as a traceback), other control bytes escaped.
+local function quote(s)
+  return '"' .. s:gsub('[%c"\\]', function(c) return ESCAPES[c] or string.format("\\%03d", c:byte()) end) .. '"'
+end
+
 function mb.format(v, depth)
   depth = depth or 0
-  if type(v) == "string" then return depth == 0 and v or string.format("%q", v) end
+  if type(v) == "string" then return depth == 0 and v or quote(v) end
   if type(v) ~= "table" or depth > 4 then return tostring(v) end
   local parts, n = {}, #v
   for i = 1, n do parts[#parts + 1] = mb.format(v[i], depth + 1) end
