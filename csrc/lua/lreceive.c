@@ -90,10 +90,12 @@ int mbl_receive(lua_State *L) {
   mbl_proc_t *lp = mbl_self(L, 1);
   mbl_check_not_in_match(L, lp);
   /* receive(500): a number alone is the timeout */
+  int targ = 2; /* the timeout's argument number, for errors */
   if (lua_type(L, 1) == LUA_TNUMBER && lua_isnoneornil(L, 2)) {
     lua_settop(L, 1);
     lua_pushnil(L);
     lua_insert(L, 1);
+    targ = 1;
   }
   int has_match = !lua_isnoneornil(L, 1);
   if (has_match) luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -101,7 +103,7 @@ int mbl_receive(lua_State *L) {
   int64_t timeout = -1;
   if (!lua_isnoneornil(L, 2)) {
     lua_Number t = luaL_checknumber(L, 2);
-    luaL_argcheck(L, t >= 0, 2, "timeout must be >= 0 ms");
+    luaL_argcheck(L, t >= 0, targ, "timeout must be >= 0 ms");
     timeout = (int64_t)t;
   }
   lua_settop(L, 2);
