@@ -479,3 +479,53 @@ describe("item 19: one crash-report format, readable reasons", function()
     assert.are.equal('{"a\\"b\\\\c\\001"}', mb.format({'a"b\\c\1'}))
   end)
 end)
+
+describe("item 18: API errors point at the caller's line", function()
+  it("for every kind of misuse, in a process", function()
+    mb.run(function()
+      local calls = {
+        function() mb.send(nil, 1) end,
+        function() mb.send(mb.self()) end,
+        function() mb.send(mb.self(), print) end,
+        function() mb.receive("x") end,
+        function() mb.receive(nil, -1) end,
+        function() mb.sleep(-1) end,
+        function() mb.link("x") end,
+        function() mb.monitor(5) end,
+        function() mb.demonitor(5) end,
+        function() mb.exit(5, "x") end,
+        function() mb.trap_exit() end,
+        function() mb.spawn(5) end,
+        function() mb.spawn_link(5) end,
+        function() mb.spawn_opt({scheduler = 99}, function() end) end,
+        function() mb.register({}) end,
+        function() mb.send_after(-1, mb.self(), 1) end,
+        function() mb.cancel_timer("x") end,
+        function() mb.info(5) end,
+        function() mb.subscribe() end,
+        function() mb.on_signal("SIGFOO") end,
+        function() mb.stop() end,
+        function() mb.run(function() end) end,
+      }
+      for i, f in ipairs(calls) do
+        local ok, err = pcall(f)
+        assert.is_false(ok, "call " .. i .. " did not raise")
+        assert.matches("^[^:]*hardening_spec%.lua:%d+: ", tostring(err), nil, false)
+      end
+    end, OPTS)
+  end)
+
+  it("outside a process and for mb.run's arguments", function()
+    for _, f in ipairs {
+      function() mb.run(5) end,
+      function() mb.run(function() end, 5) end,
+      function() mb.run(function() end, {schedulers = 0}) end,
+      function() mb.self() end,
+      function() mb.receive() end,
+    } do
+      local ok, err = pcall(f)
+      assert.is_false(ok)
+      assert.matches("^[^:]*hardening_spec%.lua:%d+: ", tostring(err), nil, false)
+    end
+  end)
+end)

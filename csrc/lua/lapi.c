@@ -51,7 +51,7 @@ static int l_self(lua_State *L) {
 
 static int l_send(lua_State *L) {
   mb_runtime_t *rt = mbl_rt(L);
-  luaL_checkany(L, 2);
+  if (lua_gettop(L) != 2) return luaL_error(L, "send: expected a destination and one message");
   mb_pid_t to = dest_pid(L, rt, 1, "send");
   mb_enc_t e;
   mbl_encode_msg(L, 2, &e, "msg");
@@ -120,9 +120,21 @@ static int l_exit_signal(lua_State *L) {
   return 1;
 }
 
+/* exit(reason): raises an exit error (pcall can catch it; the process ends
+ * with reason); exit(pid, reason): an exit signal */
+static int l_exit(lua_State *L) {
+  if (lua_gettop(L) > 1) return l_exit_signal(L);
+  lua_settop(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "reason");
+  luaL_setmetatable(L, "moonbeam.exit");
+  return lua_error(L);
+}
+
 static int l_trap_exit(lua_State *L) {
   mbl_proc_t *lp = mbl_self(L, 0);
-  luaL_checkany(L, 1);
+  if (lua_gettop(L) != 1) return luaL_error(L, "trap_exit: expected one boolean");
   lua_pushboolean(L, mb_trap_exit(lp->self, lua_toboolean(L, 1)));
   return 1;
 }
@@ -426,6 +438,8 @@ static int l_subscribers(lua_State *L) {
 static const luaL_Reg funcs[] = {
   {"run", mbl_run}, {"start", mbl_start}, {"step", mbl_step}, {"stop", mbl_stop},
   {"spawn_opt", mbl_spawn_opt}, {"receive", mbl_receive}, {"call", mbl_call},
+  {"spawn", mbl_spawn}, {"spawn_link", mbl_spawn_link}, {"spawn_monitor", mbl_spawn_monitor},
+  {"flush", mbl_flush}, {"sleep", mbl_sleep}, {"exit", l_exit},
   {"self", l_self}, {"send", l_send},
   {"link", l_link}, {"unlink", l_unlink}, {"monitor", l_monitor}, {"demonitor", l_demonitor},
   {"exit_signal", l_exit_signal}, {"trap_exit", l_trap_exit},

@@ -30,7 +30,7 @@ int mbl_has_logger_handler(lua_State *L) {
 }
 
 int mbl_set_crash_handler(lua_State *L) {
-  if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
   mbl_vm_t *vm = mbl_vm(L);
   if (vm && is_logger_fn(L, 1)) vm->brt->crash_logger = 1;

@@ -133,6 +133,11 @@ lua_State *mbl_pool_take(lua_State *L);
 void mbl_pool_put(lua_State *L, lua_State *co);
 /* lspawnopt.c, lreceive.c, lcall.c */
 int mbl_spawn_opt(lua_State *L);
+int mbl_spawn(lua_State *L);
+int mbl_spawn_link(lua_State *L);
+int mbl_spawn_monitor(lua_State *L);
+int mbl_flush(lua_State *L);
+int mbl_sleep(lua_State *L);
 int mbl_receive(lua_State *L);
 /* Raises if lp is running a receive predicate (no receive or call there). */
 void mbl_check_not_in_match(lua_State *L, mbl_proc_t *lp);

@@ -119,3 +119,33 @@ int mbl_receive(lua_State *L) {
   if (timeout > 0) lp->deadline_ms = mbl_now_ms() + (uint64_t)timeout;
   return wait_or_timeout(L, lp, has_match);
 }
+
+/* mb.flush() -> how many messages it removed */
+int mbl_flush(lua_State *L) {
+  mbl_proc_t *lp = mbl_self(L, 1);
+  mbl_check_not_in_match(L, lp);
+  lua_Integer n = 0;
+  mb_mailbox_rewind(lp->self);
+  while (mb_mailbox_next(lp->self)) {
+    mb_msg_free(mb_mailbox_take(lp->self));
+    n++;
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int never(lua_State *L) {
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* mb.sleep(ms): a receive that accepts nothing */
+int mbl_sleep(lua_State *L) {
+  lua_Number ms = luaL_checknumber(L, 1);
+  luaL_argcheck(L, ms >= 0, 1, "timeout must be >= 0 ms");
+  lua_settop(L, 1);
+  lua_pushcfunction(L, never);
+  lua_insert(L, 1);
+  mbl_receive(L);
+  return 0;
+}

@@ -51,6 +51,11 @@ int mbl_spawn_opt(lua_State *L) {
   mb_enc_init(&e, mb_runtime_nodes(rt), 0);
   if (mbl_pack(L, 2, nargs, &e)) {
     mb_enc_discard(&e);
+    if (lua_type(L, -1) == LUA_TSTRING) { /* at the caller's line */
+      luaL_where(L, 1);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
     return lua_error(L);
   }
   mbl_proc_t *lp = mbl_proc_new();
@@ -75,3 +80,19 @@ int mbl_spawn_opt(lua_State *L) {
   }
   return 1;
 }
+
+/* mb.spawn(fn, ...), mb.spawn_link, mb.spawn_monitor: spawn_opt with fixed
+ * options, called from the caller's frame (errors name the caller's line) */
+static int spawn_with(lua_State *L, const char *opt) {
+  lua_createtable(L, 0, 1);
+  if (opt) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, opt);
+  }
+  lua_insert(L, 1);
+  return mbl_spawn_opt(L);
+}
+
+int mbl_spawn(lua_State *L) { return spawn_with(L, NULL); }
+int mbl_spawn_link(lua_State *L) { return spawn_with(L, "link"); }
+int mbl_spawn_monitor(lua_State *L) { return spawn_with(L, "monitor"); }
