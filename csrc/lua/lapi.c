@@ -33,7 +33,9 @@ int mbl_encode_reason(lua_State *L, int idx, mb_enc_t *e, char *err, size_t errl
 /* A pid from a pid value or a registered name; raises on anything else. */
 static mb_pid_t dest_pid(lua_State *L, mb_runtime_t *rt, int idx, const char *fn) {
   if (lua_type(L, idx) == LUA_TSTRING) {
-    mb_pid_t pid = mb_whereis(rt, lua_tostring(L, idx));
+    size_t nl;
+    const char *nm = lua_tolstring(L, idx, &nl);
+    mb_pid_t pid = mb_whereis_n(rt, nm, nl);
     if (!pid) luaL_error(L, "%s: no process registered as '%s'", fn, lua_tostring(L, idx));
     return pid;
   }
@@ -141,9 +143,10 @@ static int l_trap_exit(lua_State *L) {
 
 static int l_register(lua_State *L) {
   mb_runtime_t *rt = mbl_rt(L);
-  const char *name = luaL_checkstring(L, 1);
+  size_t nl;
+  const char *name = luaL_checklstring(L, 1, &nl);
   mb_pid_t pid = lua_isnoneornil(L, 2) ? mb_self(mbl_self(L, 0)->self) : mb_lterm_checkpid(L, 2);
-  int r = mb_register(rt, name, pid);
+  int r = mb_register_n(rt, name, nl, pid);
   if (r == MB_EINVAL) return luaL_argerror(L, 1, "name must be 1..255 bytes");
   if (r) {
     lua_pushnil(L);
@@ -155,7 +158,9 @@ static int l_register(lua_State *L) {
 }
 
 static int l_unregister(lua_State *L) {
-  int r = mb_unregister(mbl_rt(L), luaL_checkstring(L, 1));
+  size_t nl;
+  const char *name = luaL_checklstring(L, 1, &nl);
+  int r = mb_unregister_n(mbl_rt(L), name, nl);
   if (r) {
     lua_pushnil(L);
     lua_pushliteral(L, "not_registered");
@@ -166,7 +171,9 @@ static int l_unregister(lua_State *L) {
 }
 
 static int l_whereis(lua_State *L) {
-  mb_pid_t pid = mb_whereis(mbl_rt(L), luaL_checkstring(L, 1));
+  size_t nl;
+  const char *name = luaL_checklstring(L, 1, &nl);
+  mb_pid_t pid = mb_whereis_n(mbl_rt(L), name, nl);
   if (pid) mb_lterm_pushpid(L, pid);
   else lua_pushnil(L);
   return 1;
@@ -174,9 +181,11 @@ static int l_whereis(lua_State *L) {
 
 static int l_send_after(lua_State *L) {
   mb_runtime_t *rt = mbl_rt(L);
-  lua_Number ms = luaL_checknumber(L, 1);
-  luaL_argcheck(L, ms >= 0, 1, "delay must be >= 0 ms");
-  mb_pid_t to = dest_pid(L, rt, 2, "send_after");
+  uint64_t ms;
+  luaL_argcheck(L, mb_timer_ms(luaL_checknumber(L, 1), &ms) == 0, 1, "delay must be >= 0 ms");
+  size_t nl = 0;
+  const char *nm = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &nl) : NULL;
+  mb_pid_t to = nm ? 0 : dest_pid(L, rt, 2, "send_after"); /* a name is resolved at delivery */
   luaL_checkany(L, 3);
   mb_enc_t e;
   char err[256];
@@ -188,7 +197,9 @@ static int l_send_after(lua_State *L) {
   size_t len;
   uint8_t *b = mb_enc_finish(&e, &len);
   mb_timer_t t = 0;
-  int r = b ? mb_send_after(rt, self_pid(L), to, (uint64_t)ms, b, len, &t) : MB_ENOMEM;
+  int r = !b ? MB_ENOMEM
+          : nm ? mb_send_after_name(rt, self_pid(L), nm, nl, ms, b, len, &t)
+               : mb_send_after(rt, self_pid(L), to, ms, b, len, &t);
   free(b);
   /* the runtime is stopping: every process is about to end, the timer with it */
   if (r == MB_ESTOPPED) t = 0;
@@ -387,9 +398,10 @@ static int l_scheduler(lua_State *L) {
 
 static int l_subscribe(lua_State *L) {
   mb_runtime_t *rt = mbl_rt(L);
-  const char *topic = luaL_checkstring(L, 1);
+  size_t tl;
+  const char *topic = luaL_checklstring(L, 1, &tl);
   mb_pid_t pid = lua_isnoneornil(L, 2) ? mb_self(mbl_self(L, 0)->self) : mb_lterm_checkpid(L, 2);
-  int r = mb_subscribe(rt, topic, pid);
+  int r = mb_subscribe_n(rt, topic, tl, pid);
   if (r) {
     lua_pushnil(L);
     lua_pushstring(L, r == MB_ENOPROC ? "noproc" : mb_strerror(r));
@@ -401,9 +413,10 @@ static int l_subscribe(lua_State *L) {
 
 static int l_unsubscribe(lua_State *L) {
   mb_runtime_t *rt = mbl_rt(L);
-  const char *topic = luaL_checkstring(L, 1);
+  size_t tl;
+  const char *topic = luaL_checklstring(L, 1, &tl);
   mb_pid_t pid = lua_isnoneornil(L, 2) ? mb_self(mbl_self(L, 0)->self) : mb_lterm_checkpid(L, 2);
-  mb_unsubscribe(rt, topic, pid);
+  mb_unsubscribe_n(rt, topic, tl, pid);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -411,7 +424,8 @@ static int l_unsubscribe(lua_State *L) {
 /* broadcast(topic, msg, [skip_pid]) -> number delivered */
 static int l_broadcast(lua_State *L) {
   mb_runtime_t *rt = mbl_rt(L);
-  const char *topic = luaL_checkstring(L, 1);
+  size_t tl;
+  const char *topic = luaL_checklstring(L, 1, &tl);
   luaL_checkany(L, 2);
   mb_pid_t skip = lua_isnoneornil(L, 3) ? 0 : mb_lterm_checkpid(L, 3);
   mb_enc_t e;
@@ -423,7 +437,7 @@ static int l_broadcast(lua_State *L) {
   }
   size_t len;
   uint8_t *b = mb_enc_finish(&e, &len);
-  int n = b ? mb_broadcast(rt, self_pid(L), topic, skip, b, len) : MB_ENOMEM;
+  int n = b ? mb_broadcast_n(rt, self_pid(L), topic, tl, skip, b, len) : MB_ENOMEM;
   free(b);
   if (n < 0) return luaL_error(L, "broadcast: %s", mb_strerror(n));
   lua_pushinteger(L, n);
@@ -431,7 +445,9 @@ static int l_broadcast(lua_State *L) {
 }
 
 static int l_subscribers(lua_State *L) {
-  lua_pushinteger(L, mb_subscribers(mbl_rt(L), luaL_checkstring(L, 1)));
+  size_t tl;
+  const char *topic = luaL_checklstring(L, 1, &tl);
+  lua_pushinteger(L, mb_subscribers_n(mbl_rt(L), topic, tl));
   return 1;
 }
 

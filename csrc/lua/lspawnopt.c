@@ -33,7 +33,7 @@ int mbl_spawn_opt(lua_State *L) {
     o.parent = vm->running->self;
   }
   lua_getfield(L, 1, "name");
-  const char *name = lua_tostring(L, -1);
+  const char *name = lua_tolstring(L, -1, &o.name_len);
   if (!lua_isnil(L, -1) && !name) return luaL_error(L, "spawn: opts.name must be a string");
   o.name = name;
   lua_getfield(L, 1, "scheduler");
