@@ -529,3 +529,39 @@ describe("item 18: API errors point at the caller's line", function()
     end
   end)
 end)
+
+describe("item 8: core.shutdown_deadline", function()
+  it("ends the program after the deadline, naming what did not stop, even with every scheduler stuck in C", function()
+    local t0 = mb.clock()
+    local out, ok = run_script([[
+      local mb = require "moonbeam"
+      local core = require "moonbeam.core"
+      mb.run(function()
+        mb.spawn_opt({scheduler = 2, name = "stuck_worker"}, function() os.execute("sleep 5") end)
+        mb.sleep(50)
+        core.shutdown_deadline(300, 3, "test shutdown")
+        os.execute("sleep 5")
+      end, {schedulers = 2})
+    ]])
+    assert.is_false(ok)
+    assert.is_true(mb.clock() - t0 < 4, "waited for the stuck processes")
+    assert.matches("test shutdown did not finish within 300 ms", out, 1, true)
+    assert.matches("(stuck_worker)", out, 1, true)
+    assert.matches("exiting with code 3", out, 1, true)
+  end)
+
+  it("is disarmed with nil, and checks its arguments", function()
+    local out, ok = run_script([[
+      local mb = require "moonbeam"
+      local core = require "moonbeam.core"
+      mb.run(function()
+        core.shutdown_deadline(100)
+        core.shutdown_deadline(nil)
+        mb.sleep(300)
+        print("finished", pcall(core.shutdown_deadline, -1))
+      end, {schedulers = 2})
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("finished\tfalse\t[^\n]*must be >= 0 ms", out)
+  end)
+end)

@@ -265,6 +265,29 @@ static int l_on_signal(lua_State *L) {
   return 1;
 }
 
+/* shutdown_deadline(ms, [code], [what]): if the runtime has not finished
+ * ms from now, the watchdog thread logs what did not stop (each process
+ * holding a scheduler, each one still alive) and ends the OS process with
+ * _exit(code) (default 1); works even when every scheduler is stuck in a C
+ * call. ms = nil, false or math.huge disarms it. For a runner's shutdown
+ * timeout (application.shutdown_timeout). */
+static int l_shutdown_deadline(lua_State *L) {
+  mb_runtime_t *rt = mbl_rt(L);
+  uint64_t ms = UINT64_MAX;
+  if (!lua_isnoneornil(L, 1) && !(lua_isboolean(L, 1) && !lua_toboolean(L, 1))) {
+    lua_Number t = luaL_checknumber(L, 1);
+    luaL_argcheck(L, t >= 0, 1, "must be >= 0 ms");
+    if (t < 1.8e19) ms = (uint64_t)t;
+  }
+  lua_Integer code = luaL_optinteger(L, 2, 1);
+  luaL_argcheck(L, code >= 0 && code <= 255, 2, "exit code must be 0..255");
+  const char *what = luaL_optstring(L, 3, NULL);
+  int r = mb_runtime_exit_deadline(rt, ms, (int)code, what);
+  if (r) return luaL_error(L, "shutdown_deadline: %s", mb_strerror(r));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* clock(): monotonic seconds (a vDSO read, no system call) */
 static int l_clock(lua_State *L) {
   struct timespec ts;
@@ -461,7 +484,7 @@ static const luaL_Reg funcs[] = {
   {"exit_signal", l_exit_signal}, {"trap_exit", l_trap_exit},
   {"register", l_register}, {"unregister", l_unregister}, {"whereis", l_whereis},
   {"send_after", l_send_after}, {"cancel_timer", l_cancel_timer},
-  {"make_ref", l_make_ref}, {"is_pid", l_is_pid}, {"reply", l_reply}, {"clock", l_clock}, {"on_signal", l_on_signal}, {"abandon", l_abandon}, {"alive", l_alive}, {"info", l_info}, {"processes", l_processes},
+  {"make_ref", l_make_ref}, {"is_pid", l_is_pid}, {"reply", l_reply}, {"clock", l_clock}, {"shutdown_deadline", l_shutdown_deadline}, {"on_signal", l_on_signal}, {"abandon", l_abandon}, {"alive", l_alive}, {"info", l_info}, {"processes", l_processes},
   {"stats", l_stats}, {"schedulers", l_schedulers}, {"scheduler", l_scheduler},
   {"subscribe", l_subscribe}, {"unsubscribe", l_unsubscribe}, {"broadcast", l_broadcast},
   {"subscribers", l_subscribers},
