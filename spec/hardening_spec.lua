@@ -537,10 +537,10 @@ describe("item 8: core.shutdown_deadline", function()
       local mb = require "moonbeam"
       local core = require "moonbeam.core"
       mb.run(function()
-        mb.spawn_opt({scheduler = 2, name = "stuck_worker"}, function() os.execute("sleep 5") end)
+        mb.spawn_opt({scheduler = 2, name = "stuck_worker"}, function() os.execute("exec sleep 5 >/dev/null 2>&1 </dev/null") end)
         mb.sleep(50)
         core.shutdown_deadline(300, 3, "test shutdown")
-        os.execute("sleep 5")
+        os.execute("exec sleep 5 >/dev/null 2>&1 </dev/null")
       end, {schedulers = 2})
     ]])
     assert.is_false(ok)
