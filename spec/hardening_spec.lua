@@ -565,3 +565,86 @@ describe("item 8: core.shutdown_deadline", function()
     assert.matches("finished\tfalse\t[^\n]*must be >= 0 ms", out)
   end)
 end)
+
+describe("item 23: memory limits", function()
+  local function runaway()
+    mb.set_crash_handler(function() end)
+    local t = {}
+    while true do t[#t + 1] = string.rep("x", 100) .. #t end
+  end
+
+  it("max_heap_size ends a runaway process with reason max_heap_size, on any scheduler", function()
+    mb.run(function()
+      for s = 1, 2 do
+        local _, ref = mb.spawn_opt({monitor = true, scheduler = s, max_heap_size = 4 * 1024 * 1024}, runaway)
+        assert.are.equal("max_heap_size", down(ref, 20000))
+        assert.is_true(scheduler_responds(s))
+      end
+    end, OPTS)
+  end)
+
+  it("does not end a process that only makes garbage, beside others that do too", function()
+    mb.run(function()
+      local function churn()
+        local t0 = mb.clock()
+        while mb.clock() - t0 < 0.3 do
+          local t = {}
+          for i = 1, 1000 do t[i] = {i} end
+        end
+      end
+      local _, r1 = mb.spawn_opt({monitor = true, scheduler = 2, max_heap_size = 2 * 1024 * 1024}, churn)
+      local _, r2 = mb.spawn_opt({monitor = true, scheduler = 2}, churn)
+      local _, r3 = mb.spawn_opt({monitor = true, scheduler = 2}, churn)
+      assert.are.equal("normal", down(r1))
+      down(r2)
+      down(r3)
+    end, OPTS)
+  end)
+
+  it("checks the option", function()
+    mb.run(function()
+      raises("opts.max_heap_size must be a number of bytes >= 0", mb.spawn_opt, {max_heap_size = "big"}, function() end)
+      raises("opts.max_heap_size must be a number of bytes >= 0", mb.spawn_opt, {max_heap_size = -1}, function() end)
+    end, OPTS)
+  end)
+
+  it("a runaway without a limit fails in its own VM only (vm_memory), others go on", function()
+    mb.run(function()
+      local me = mb.self()
+      local worker = mb.spawn_opt({scheduler = 1}, function()
+        while true do
+          local m = mb.receive()
+          local t = {}
+          for i = 1, 10000 do t[i] = {i} end -- allocates while the runaway runs
+          mb.send(me, {"worked", m})
+        end
+      end)
+      local _, ref = mb.spawn_opt({monitor = true, scheduler = 2}, runaway)
+      for i = 1, 20 do
+        mb.send(worker, i)
+        assert.are.same({"worked", i}, recv(function(m) return m[1] == "worked" end))
+      end
+      local reason = down(ref, 30000)
+      assert.are.equal("error", reason[1])
+      assert.matches("not enough memory", reason[2], 1, true)
+      assert.is_true(scheduler_responds(2))
+    end, {schedulers = 2, vm_memory = 128 * 1024 * 1024})
+  end)
+
+  it("the memory of a process that held much is given back when it ends", function()
+    mb.run(function()
+      local me = mb.self()
+      local _, ref = mb.spawn_opt({monitor = true, scheduler = 2}, function()
+        local t = {}
+        for i = 1, 200000 do t[i] = {i} end
+        mb.send(me, {"holding", collectgarbage("count")})
+      end)
+      local holding = recv(function(m) return m[1] == "holding" end)[2]
+      down(ref)
+      mb.spawn_opt({scheduler = 2}, function() mb.send(me, {"after", collectgarbage("count")}) end)
+      local after = recv(function(m) return m[1] == "after" end)[2]
+      assert.is_true(holding > 10000, "held " .. holding .. " KB")
+      assert.is_true(after < holding / 4, ("still %.0f KB of %.0f"):format(after, holding))
+    end, OPTS)
+  end)
+end)

@@ -118,7 +118,11 @@ int mbl_call(lua_State *L) {
   e.len = ref_at;
   mb_enc_ref(&e, ref);
   e.len = tail;
-  mb_send_enc(rt, mb_self(lp->self), to, &e);
+  r = mb_send_enc(rt, mb_self(lp->self), to, &e);
+  if (r) { /* not sent (no memory): do not wait for a reply that cannot come */
+    mb_demonitor(lp->self, ref, 1);
+    return luaL_error(L, "call: %s", mb_strerror(r));
+  }
   lp->await_ref = ref;
   lp->deadline_ms = timeout > 0 ? mbl_now_ms() + (uint64_t)timeout : 0;
   mb_mailbox_rewind(lp->self); /* scan from the mark */

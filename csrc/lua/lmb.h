@@ -28,6 +28,7 @@ typedef struct mbl_rt {
   /* a VM installed moonbeam.logger's crash handler: every VM without a handler
    * loads it before its first crash report (one report format everywhere) */
   volatile int crash_logger;
+  int64_t vm_memory;       /* limit of each VM's Lua heap (bytes), 0: none */
 } mbl_rt_t;
 
 struct mbl_vm {
@@ -39,6 +40,10 @@ struct mbl_vm {
   /* the coroutine of `running` that runs now: its own, or a nested one resumed
    * through moonbeam's coroutine.resume/wrap (read by the preemption signal) */
   lua_State *volatile cur;
+  /* lheap.c: the allocator this VM forwards to, its total and its limit */
+  lua_Alloc base_f;
+  void *base_ud;
+  int64_t used, max_memory;
 };
 
 enum { MBL_YIELD_NONE = 0, MBL_YIELD_WAIT, MBL_YIELD_PREEMPT };
@@ -65,6 +70,9 @@ struct mbl_proc {
   int finished;            /* its function returned: the coroutine can be reused */
   int exposed;             /* coroutine.running() gave out its coroutine: never pool it */
   int in_match;            /* running a receive predicate */
+  int64_t heap;            /* bytes allocated minus freed while it ran (lheap.c) */
+  int64_t max_heap;        /* spawn_opt's max_heap_size, 0: none */
+  int heap_over;           /* 1: past max_heap (to confirm), 2: past twice it */
 };
 
 /* Per-VM box holding the VM record (NULL outside a runtime): upvalue 1 of
@@ -128,6 +136,17 @@ void mbl_coroutine_open(lua_State *L);
  * in the process); the VM's globals outside a process. For the spawn
  * unpacker: a closure's _ENV upvalue becomes this table. */
 void mbl_process_env(lua_State *L);
+/* lheap.c: the VM's allocator (ud: the VM record); installs it on vm->L
+ * (forwarding to the allocator L had), and puts that back; after a run:
+ * whether the process is past its max_heap_size (a full collection confirms);
+ * at a process's end: gives back what it held. */
+void *mbl_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+void mbl_heap_attach(mbl_vm_t *vm);
+void mbl_heap_detach(mbl_vm_t *vm);
+int mbl_heap_check(mbl_proc_t *lp);
+void mbl_heap_release(mbl_proc_t *lp);
+/* 3/4 of the machine's memory: the default limit of one VM */
+int64_t mbl_default_vm_memory(void);
 /* lpool.c: pushes a coroutine (reused or new) and returns it; keeps a finished one */
 lua_State *mbl_pool_take(lua_State *L);
 void mbl_pool_put(lua_State *L, lua_State *co);

@@ -43,6 +43,33 @@ void mbl_process_env(lua_State *L) {
 }
 
 /* [lp]: pushes the function and its arguments; returns how many arguments */
+static const uint8_t OOM_REASON[] = {131, 119, 13, 'o', 'u', 't', '_', 'o', 'f', '_', 'm', 'e', 'm', 'o', 'r', 'y'};
+static const uint8_t HEAP_REASON[] = {131, 119, 13, 'm', 'a', 'x', '_', 'h', 'e', 'a', 'p', '_', 's', 'i', 'z', 'e'};
+
+/* [lp]: the crash report of a process past its max_heap_size */
+static int heap_report_p(lua_State *L) {
+  mbl_proc_t *lp = lua_touserdata(L, 1);
+  lua_pushfstring(L, "max_heap_size: the process's heap passed its limit of %I bytes",
+                  (lua_Integer)lp->max_heap);
+  luaL_traceback(L, lp->co, NULL, 0);
+  mbl_report_crash(L, lp, 2, 3);
+  return 0;
+}
+
+/* Ends a process past its max_heap_size (reason max_heap_size, reported). */
+static int heap_exit(mbl_proc_t *lp) {
+  lua_State *L = lp->vm->L;
+  int top = lua_gettop(L);
+  if (lua_checkstack(L, 4)) {
+    lua_pushcfunction(L, heap_report_p);
+    lua_pushlightuserdata(L, lp);
+    lua_pcall(L, 1, 0, 0);
+  }
+  lua_settop(L, top);
+  mb_proc_exit(lp->self, HEAP_REASON, sizeof HEAP_REASON);
+  return MB_RUN_EXIT;
+}
+
 static int start_p(lua_State *L) {
   mbl_proc_t *lp = lua_touserdata(L, 1);
   lua_settop(L, 0);
@@ -177,8 +204,6 @@ static int error_reason_p(lua_State *L) {
 /* Sets the exit reason for the error value on co's top (popped), and reports
  * the crash. Runs nothing unprotected on the scheduler. */
 static void set_error_reason(mbl_proc_t *lp) {
-  /* if even the fallback cannot be made (no memory), the reason says so */
-  static const uint8_t oom[] = {131, 119, 13, 'o', 'u', 't', '_', 'o', 'f', '_', 'm', 'e', 'm', 'o', 'r', 'y'};
   lua_State *L = lp->vm->L, *co = lp->co;
   reason_out_t o = {lp, NULL, 0};
   int top = lua_gettop(L);
@@ -203,7 +228,8 @@ static void set_error_reason(mbl_proc_t *lp) {
     lua_pop(co, 1);
   }
   lua_settop(L, top);
-  if (!o.reason || mb_proc_exit(lp->self, o.reason, o.len)) mb_proc_exit(lp->self, oom, sizeof oom);
+  /* if even the fallback cannot be made (no memory), the reason says so */
+  if (!o.reason || mb_proc_exit(lp->self, o.reason, o.len)) mb_proc_exit(lp->self, OOM_REASON, sizeof OOM_REASON);
   free(o.reason);
 }
 
@@ -229,11 +255,14 @@ static int lproc_run(mb_proc_t *self, void *st) {
     lp->self = self;
   }
   mbl_vm_t *vm = lp->vm;
+  if (!vm) { /* its scheduler has no VM (it could not be made) */
+    mb_proc_exit(self, OOM_REASON, sizeof OOM_REASON);
+    return MB_RUN_EXIT;
+  }
   if (!lp->co) {
     int r = start(lp);
     if (r == -2) {
-      static const uint8_t oom[] = {131, 119, 13, 'o', 'u', 't', '_', 'o', 'f', '_', 'm', 'e', 'm', 'o', 'r', 'y'};
-      mb_proc_exit(self, oom, sizeof oom);
+      mb_proc_exit(self, OOM_REASON, sizeof OOM_REASON);
       return MB_RUN_EXIT;
     }
     if (r < 0) {
@@ -253,6 +282,7 @@ static int lproc_run(mb_proc_t *self, void *st) {
   lp->nargs = 0;
   /* reductions: one a run, one a message looked at (scan), 4000 a full slice */
   mb_proc_add_reductions(self, lp->yield_why == MBL_YIELD_PREEMPT ? 4000 : 1);
+  if (lp->heap_over && status != LUA_OK && mbl_heap_check(lp)) return heap_exit(lp);
   if (status == LUA_YIELD) {
     if (lp->yield_why == MBL_YIELD_WAIT) return MB_RUN_WAIT;
     lua_pop(lp->co, nres); /* preempted, or a plain coroutine.yield: run again later */
@@ -299,7 +329,6 @@ static void save_main_exit(mbl_vm_t *vm, const uint8_t *reason, size_t len) {
 }
 
 static void lproc_destroy(mb_proc_t *self, void *st, const uint8_t *reason, size_t len) {
-  (void)self;
   mbl_proc_t *lp = st;
   if (lp->vm) {
     lua_State *L = lp->vm->L;
@@ -310,10 +339,13 @@ static void lproc_destroy(mb_proc_t *self, void *st, const uint8_t *reason, size
     if (lp->co_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, lp->co_ref);
     if (lp->start_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, lp->start_ref);
     if (lp->env_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, lp->env_ref);
+    mbl_heap_release(lp);
     if (lp->is_main) {
       if (lp->vm->brt->main_ref == LUA_NOREF) save_main_exit(lp->vm, reason, len);
       mb_runtime_stop(lp->vm->brt->rt);
     }
+  } else if (lp->is_main) {
+    mb_runtime_stop(mb_proc_runtime(self)); /* its scheduler had no VM */
   }
   free(lp->blob);
   free(lp);
@@ -323,7 +355,7 @@ static size_t lproc_memory(void *st) {
   mbl_proc_t *lp = st;
   /* a coroutine's base cost in Lua 5.4: the thread object, its CallInfo and
    * its initial stack of 2 * LUA_MINSTACK slots */
-  return sizeof *lp + (lp->co ? 208 + 64 + 45 * 16 : lp->blob_len);
+  return sizeof *lp + (lp->co ? 208 + 64 + 45 * 16 : lp->blob_len) + (lp->heap > 0 ? (size_t)lp->heap : 0);
 }
 
 const mb_behaviour_t mbl_behaviour = {lproc_run, lproc_destroy, lproc_memory, mbl_preempt};

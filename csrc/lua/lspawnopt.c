@@ -47,6 +47,17 @@ int mbl_spawn_opt(lua_State *L) {
     o.scheduler = (int)s;
   }
   lua_pop(L, 1);
+  /* max_heap_size (bytes, Erlang's option): past it the process ends with
+   * reason "max_heap_size" (lheap.c) */
+  int64_t max_heap = 0;
+  lua_getfield(L, 1, "max_heap_size");
+  if (!lua_isnil(L, -1)) {
+    int isnum;
+    lua_Number m = lua_tonumberx(L, -1, &isnum);
+    if (!isnum || !(m >= 0)) return luaL_error(L, "spawn: opts.max_heap_size must be a number of bytes >= 0 (0: no limit)");
+    max_heap = m >= 4e18 ? 0 : (int64_t)m;
+  }
+  lua_pop(L, 1);
   mb_enc_t e;
   mb_enc_init(&e, mb_runtime_nodes(rt), 0);
   if (mbl_pack(L, 2, nargs, &e)) {
@@ -61,9 +72,14 @@ int mbl_spawn_opt(lua_State *L) {
   mbl_proc_t *lp = mbl_proc_new();
   if (!lp) {
     mb_enc_discard(&e);
-    return luaL_error(L, "out of memory");
+    return luaL_error(L, "not enough memory");
   }
   lp->blob = mb_enc_finish(&e, &lp->blob_len);
+  if (!lp->blob) {
+    free(lp);
+    return luaL_error(L, "not enough memory");
+  }
+  lp->max_heap = max_heap;
   mb_pid_t pid;
   int r = mb_spawn(rt, &mbl_behaviour, lp, &o, &pid);
   if (r) {
