@@ -137,7 +137,8 @@ static void on_sched_init(mb_runtime_t *rt, int sched, void *ud) {
     vm->owned = 1;
   }
   mbl_heap_attach(vm);
-  vm->max_memory = brt->vm_memory;
+  /* the starting VM may grow by the limit beyond what it holds already */
+  vm->max_memory = !brt->vm_memory ? 0 : vm->owned ? brt->vm_memory : vm->used + brt->vm_memory;
   /* brt->rt is set by the starting thread once mb_runtime_new returns, before
    * any process exists; hooks use their rt argument */
   int top = lua_gettop(vm->L);
