@@ -65,6 +65,24 @@ describe("item 2: Lua run by the runtime on a scheduler is protected", function(
     end, OPTS)
   end)
 
+  it("spawn{module, missing_fn} of a module whose __index raises ends only that process", function()
+    mb.run(function()
+      mb.set_crash_handler(function() end)
+      for s = 1, 2 do
+        local _, ref = mb.spawn_opt({monitor = true, scheduler = s}, function()
+          mb.set_crash_handler(function() end)
+        end)
+        down(ref)
+        local _, ref2 = mb.spawn_opt({monitor = true, scheduler = s}, {"strict_module", "missing_fn"})
+        local reason = down(ref2)
+        assert.are.equal("error", reason[1])
+        assert.matches("strict: no field missing_fn", reason[2], 1, true)
+        assert.is_true(scheduler_responds(s))
+      end
+      mb.set_crash_handler(nil)
+    end, OPTS)
+  end)
+
   it("a __tostring returning a non-string is reported, not raised through the scheduler", function()
     local out, ok = run_script([[
       local mb = require "moonbeam"
