@@ -65,6 +65,7 @@ struct mbl_proc {
   /* the user's hook on `hooked` (debug.sethook), chained while armed */
   lua_Hook user_hook;
   int user_mask, user_count;
+  int user_every, user_ticks; /* its count hook runs every user_every of ours */
   int env_ref;             /* its own globals (a table reading through to _G) */
   int is_main;
   int finished;            /* its function returned: the coroutine can be reused */

@@ -15,6 +15,7 @@
 #include "lmb.h"
 
 #define PREEMPT_COUNT 100
+#define USER_COUNT_MAX 10000
 
 static void preempt_hook(lua_State *L, lua_Debug *ar);
 
@@ -29,8 +30,16 @@ static void arm(mbl_proc_t *lp, lua_State *t) {
   }
   lp->hooked = t;
   lp->armed = 1;
-  /* a user count hook keeps its own period: ours then runs on its events */
-  int count = (lp->user_mask & LUA_MASKCOUNT) && lp->user_count > 0 ? lp->user_count : PREEMPT_COUNT;
+  /* a user count hook keeps its own period (ours runs on its events) unless
+   * that would delay preemption too long: then the user's runs every
+   * user_count / PREEMPT_COUNT of ours */
+  int count = PREEMPT_COUNT;
+  lp->user_every = 1;
+  if ((lp->user_mask & LUA_MASKCOUNT) && lp->user_count > 0) {
+    if (lp->user_count <= USER_COUNT_MAX) count = lp->user_count;
+    else lp->user_every = (lp->user_count + PREEMPT_COUNT - 1) / PREEMPT_COUNT;
+  }
+  lp->user_ticks = 0;
   lua_sethook(t, preempt_hook, lp->user_mask | LUA_MASKCOUNT, count);
 }
 
@@ -60,7 +69,10 @@ static void preempt_hook(lua_State *L, lua_Debug *ar) {
   if (lp->user_hook) {
     /* the user's hook gets the events it asked for */
     int bit = ar->event == LUA_HOOKTAILCALL ? LUA_MASKCALL : (1 << ar->event);
-    if (lp->user_mask & bit) lp->user_hook(L, ar);
+    if ((lp->user_mask & bit) && (ar->event != LUA_HOOKCOUNT || ++lp->user_ticks >= lp->user_every)) {
+      if (ar->event == LUA_HOOKCOUNT) lp->user_ticks = 0;
+      lp->user_hook(L, ar);
+    }
     if (lp->hooked != L) return; /* the user's hook changed hooks */
   }
   if (!lp->armed) {
@@ -217,12 +229,39 @@ static int co_running(lua_State *L) {
   return 2;
 }
 
+/* debug.gethook while preemption's hook is armed answers the user's hook:
+ * ours is taken off for the call and put back. upvalue 2: Lua's gethook. */
+static int dbg_gethook(lua_State *L) {
+  lua_State *t = lua_isthread(L, 1) ? lua_tothread(L, 1) : L;
+  mbl_vm_t *vm = mbl_vm(L);
+  mbl_proc_t *lp = vm ? vm->running : NULL;
+  int rearm = lp && lp->armed && lp->hooked == t && lua_gethook(t) == preempt_hook;
+  if (rearm) mbl_disarm(lp);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  if (rearm) arm(lp, t);
+  return lua_gettop(L);
+}
+
 void mbl_coroutine_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"resume", co_resume}, {"wrap", co_wrap}, {"running", co_running}, {NULL, NULL}};
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, "coroutine") == LUA_TTABLE) {
     mbl_push_box(L);
     luaL_setfuncs(L, fns, 1);
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, -1, "debug") == LUA_TTABLE) {
+    lua_getfield(L, -1, "gethook");
+    if (lua_iscfunction(L, -1) && lua_tocfunction(L, -1) != dbg_gethook) {
+      mbl_push_box(L);
+      lua_insert(L, -2);
+      lua_pushcclosure(L, dbg_gethook, 2);
+      lua_setfield(L, -2, "gethook");
+    } else {
+      lua_pop(L, 1);
+    }
   }
   lua_pop(L, 2);
 }
