@@ -1,5 +1,6 @@
 -- Runtime hardening (issue 8): nothing a Lua program does crashes, hangs or
 -- loses a reason. Each `describe` names the item of the issue it covers.
+-- luacheck: globals COUNTER SHARED_G (the processes' own globals, item 11)
 package.path = package.path .. ";spec/support/?.lua"
 local mb = require "moonbeam"
 local spin = require("spin").spin
@@ -606,7 +607,7 @@ describe("item 23: memory limits", function()
       local function churn()
         local t0 = mb.clock()
         while mb.clock() - t0 < 0.3 do
-          local t = {}
+          local t = {} -- luacheck: ignore (garbage on purpose)
           for i = 1, 1000 do t[i] = {i} end
         end
       end
@@ -632,7 +633,7 @@ describe("item 23: memory limits", function()
       local worker = mb.spawn_opt({scheduler = 1}, function()
         while true do
           local m = mb.receive()
-          local t = {}
+          local t = {} -- luacheck: ignore (garbage on purpose)
           for i = 1, 10000 do t[i] = {i} end -- allocates while the runaway runs
           mb.send(me, {"worked", m})
         end
@@ -653,7 +654,7 @@ describe("item 23: memory limits", function()
     mb.run(function()
       local me = mb.self()
       local _, ref = mb.spawn_opt({monitor = true, scheduler = 2}, function()
-        local t = {}
+        local t = {} -- luacheck: ignore (held until the process ends)
         for i = 1, 200000 do t[i] = {i} end
         mb.send(me, {"holding", collectgarbage("count")})
       end)

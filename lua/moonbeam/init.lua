@@ -109,8 +109,16 @@ mb.spawn_link = core.spawn_link
 mb.spawn_monitor = core.spawn_monitor
 
 --- Spawns with options: `link`, `monitor` (then returns pid, ref), `name`
---- (register it), `trap_exit`, `scheduler` (1..N or "here").
----@type fun(opts: {link?: boolean, monitor?: boolean, name?: string, trap_exit?: boolean, scheduler?: integer|"here"}, fn: function|string[], ...: any): moonbeam.pid, moonbeam.ref?
+--- (register it), `trap_exit`, `scheduler` (1..N or "here"), `max_heap_size`
+--- (bytes: past it the process ends with reason "max_heap_size").
+---@class moonbeam.spawn_opts
+---@field link? boolean
+---@field monitor? boolean
+---@field name? string
+---@field trap_exit? boolean
+---@field scheduler? integer|"here"
+---@field max_heap_size? integer
+---@type fun(opts: moonbeam.spawn_opts, fn: function|string[], ...: any): moonbeam.pid, moonbeam.ref?
 mb.spawn_opt = core.spawn_opt
 
 --- The calling process's pid.
