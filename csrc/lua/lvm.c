@@ -1,5 +1,6 @@
 /* lvm.c: one Lua VM per scheduler, and starting/stopping a runtime from Lua. */
 #include <lualib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lmb.h"
@@ -50,6 +51,13 @@ mbl_vm_t *mbl_vm(lua_State *L) {
   return vm;
 }
 
+mbl_vm_t *mbl_vm_of(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &VM_KEY);
+  mbl_vm_t *vm = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return vm;
+}
+
 mb_runtime_t *mbl_rt(lua_State *L) {
   mbl_vm_t *vm = mbl_vm(L);
   if (!vm) luaL_error(L, "moonbeam is not running (use mb.run or mb.start)");
@@ -65,11 +73,12 @@ mbl_proc_t *mbl_self(lua_State *L, int strict) {
   return lp;
 }
 
-static char *dup_field(lua_State *L, const char *field) {
+static char *dup_field(lua_State *L, const char *field, int *oom) {
   lua_getglobal(L, "package");
   lua_getfield(L, -1, field);
   const char *s = lua_tostring(L, -1);
   char *copy = s ? strdup(s) : NULL;
+  if (s && !copy) *oom = 1;
   lua_pop(L, 2);
   return copy;
 }
@@ -87,28 +96,67 @@ static void attach(lua_State *L, mbl_vm_t *vm, mb_runtime_t *rt) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &VM_KEY);
   mbl_box(L)->vm = vm;
   mb_lterm_open(L, mb_runtime_nodes(rt));
+  mbl_coroutine_open(L);
 }
 
-/* Scheduler hook, on the scheduler's own thread, before any process runs. */
+/* [vm, rt]: the VM's libraries and moonbeam's state (may raise: protected) */
+static int vm_setup_p(lua_State *L) {
+  mbl_vm_t *vm = lua_touserdata(L, 1);
+  mb_runtime_t *rt = lua_touserdata(L, 2);
+  lua_settop(L, 0);
+  if (vm->owned) {
+    luaL_openlibs(L);
+    set_field(L, "path", vm->brt->path);
+    set_field(L, "cpath", vm->brt->cpath);
+  }
+  attach(L, vm, rt);
+  return 0;
+}
+
+/* Scheduler hook, on the scheduler's own thread, before any process runs. A
+ * VM that cannot be made (no memory) is left out: processes placed on its
+ * scheduler end with reason out_of_memory. */
 static void on_sched_init(mb_runtime_t *rt, int sched, void *ud) {
   mbl_rt_t *brt = ud;
   mbl_vm_t *vm = calloc(1, sizeof *vm);
-  if (!vm) abort();
+  if (!vm) {
+    fprintf(stderr, "moonbeam: no memory for the Lua VM of scheduler %d\n", sched + 1);
+    return;
+  }
   vm->brt = brt;
   vm->sched = sched;
   if (sched == 0) {
     vm->L = brt->main_L;
   } else {
     vm->L = luaL_newstate();
-    if (!vm->L) abort();
+    if (!vm->L) {
+      fprintf(stderr, "moonbeam: no memory for the Lua VM of scheduler %d\n", sched + 1);
+      free(vm);
+      return;
+    }
     vm->owned = 1;
-    luaL_openlibs(vm->L);
-    set_field(vm->L, "path", brt->path);
-    set_field(vm->L, "cpath", brt->cpath);
   }
+  mbl_heap_attach(vm);
+  /* the starting VM may grow by the limit beyond what it holds already */
+  vm->max_memory = !brt->vm_memory ? 0 : vm->owned ? brt->vm_memory : vm->used + brt->vm_memory;
   /* brt->rt is set by the starting thread once mb_runtime_new returns, before
    * any process exists; hooks use their rt argument */
-  attach(vm->L, vm, rt);
+  int top = lua_gettop(vm->L);
+  lua_pushcfunction(vm->L, vm_setup_p);
+  lua_pushlightuserdata(vm->L, vm);
+  lua_pushlightuserdata(vm->L, rt);
+  if (lua_pcall(vm->L, 2, 0, 0) != LUA_OK) {
+    fprintf(stderr, "moonbeam: cannot set up the Lua VM of scheduler %d: %s\n", sched + 1,
+            lua_type(vm->L, -1) == LUA_TSTRING ? lua_tostring(vm->L, -1) : "error");
+    lua_settop(vm->L, top);
+    lua_pushnil(vm->L);
+    lua_rawsetp(vm->L, LUA_REGISTRYINDEX, &VM_KEY);
+    mbl_box(vm->L)->vm = NULL;
+    if (vm->owned) lua_close(vm->L);
+    else mbl_heap_detach(vm);
+    free(vm);
+    return;
+  }
   mb_sched_set_data(rt, sched, vm);
 }
 
@@ -123,6 +171,7 @@ static void on_sched_fini(mb_runtime_t *rt, int sched, void *ud) {
     lua_pushnil(vm->L);
     lua_rawsetp(vm->L, LUA_REGISTRYINDEX, &VM_KEY);
     mbl_box(vm->L)->vm = NULL;
+    mbl_heap_detach(vm);
   }
   mb_sched_set_data(rt, sched, NULL);
   free(vm);
@@ -131,12 +180,20 @@ static void on_sched_fini(mb_runtime_t *rt, int sched, void *ud) {
 static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
   if (mbl_vm(L)) luaL_error(L, "moonbeam is already running in this Lua state");
   int nsched = 0;
+  int64_t vm_memory = mbl_default_vm_memory();
   if (lua_istable(L, opts_idx)) {
     lua_getfield(L, opts_idx, "schedulers");
     if (!lua_isnil(L, -1)) {
       lua_Integer n = luaL_checkinteger(L, -1);
       luaL_argcheck(L, n >= 1 && n <= 1024, opts_idx, "schedulers must be 1..1024");
       nsched = (int)n;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, opts_idx, "vm_memory");
+    if (!lua_isnil(L, -1)) {
+      lua_Number m = luaL_checknumber(L, -1);
+      luaL_argcheck(L, m >= 0, opts_idx, "vm_memory must be a number of bytes >= 0 (0: no limit)");
+      vm_memory = m >= 9e18 ? 0 : (int64_t)m;
     }
     lua_pop(L, 1);
   } else if (!lua_isnoneornil(L, opts_idx)) {
@@ -147,12 +204,22 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   brt->main_L = lua_tothread(L, -1);
   lua_pop(L, 1);
-  brt->path = dup_field(L, "path");
-  brt->cpath = dup_field(L, "cpath");
+  int oom = 0;
+  brt->path = dup_field(L, "path", &oom);
+  brt->cpath = dup_field(L, "cpath", &oom);
   brt->host = host;
   brt->main_ref = LUA_NOREF;
+  brt->crash_logger = mbl_has_logger_handler(L);
+  brt->vm_memory = vm_memory;
   static const mb_sched_hooks_t hooks_tmpl = {on_sched_init, on_sched_fini, NULL};
   mb_sched_hooks_t *hooks = malloc(sizeof *hooks);
+  if (!hooks || oom) {
+    free(hooks);
+    free(brt->path);
+    free(brt->cpath);
+    free(brt);
+    luaL_error(L, "not enough memory");
+  }
   *hooks = hooks_tmpl;
   hooks->ud = brt;
   mb_runtime_opts_t o;
@@ -230,7 +297,16 @@ int mbl_start(lua_State *L) {
   return 1;
 }
 
+/* mb.step and mb.stop drive the runtime from the host, outside it: from a
+ * process they would re-enter or free the scheduler running it. */
+static void check_host(lua_State *L, const char *fn) {
+  mbl_vm_t *vm = mbl_vm(L);
+  if (vm && (vm->running || mb_runtime_current_sched(vm->brt->rt) >= 0))
+    luaL_error(L, "%s cannot be called from inside a process (only the host that called mb.start can)", fn);
+}
+
 int mbl_step(lua_State *L) {
+  check_host(L, "mb.step");
   mbl_rt_t *brt = host_rt(L);
   if (!brt) return luaL_error(L, "mb.step: no runtime started with mb.start");
   lua_Number ms = luaL_optnumber(L, 1, 1);
@@ -241,6 +317,7 @@ int mbl_step(lua_State *L) {
 }
 
 int mbl_stop(lua_State *L) {
+  check_host(L, "mb.stop");
   mbl_rt_t *brt = host_rt(L);
   if (!brt) return 0;
   lua_pushnil(L);

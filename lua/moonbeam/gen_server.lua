@@ -343,6 +343,7 @@ end
 local function system_call(server, req, timeout)
   local pid = gen.whereis(server)
   if not pid then mb.exit({"noproc", {LABEL, "call", {server, req}}}) end
+  if pid == mb.self() then mb.exit({"calling_self", {LABEL, "call", {server, req}}}) end
   local ms = gen.check_timeout(timeout, "gen_server", 5000)
   local ref = mb.monitor(pid)
   mb.send(pid, {"$gen_system", {mb.self(), ref}, req})
