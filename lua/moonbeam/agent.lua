@@ -50,8 +50,13 @@ function agent._server.handle_call(req, _, state)
   if op == "get" then
     return "reply", (apply(req[2], state)), state
   elseif op == "get_and_update" then
-    local value, new_state = apply(req[2], state)
-    return "reply", value, new_state
+    local r = table.pack(apply(req[2], state))
+    if r.n ~= 2 then
+      -- as Elixir's Agent: the function must return {value, new_state}
+      error(fmt("agent.get_and_update: the function must return two values (the reply and the new state), "
+                .. "got %d", r.n), 0)
+    end
+    return "reply", r[1], r[2]
   elseif op == "update" then
     return "reply", "ok", (apply(req[2], state))
   end
@@ -98,12 +103,12 @@ end
 ---@field timeout? number|"infinity" how long `fn` may take (default 5000); then start returns nil, "timeout"
 ---@field scheduler? integer|"here" where to run the agent
 
+local START_OPTS = {"name", "timeout", "scheduler"}
+local CHILD_SPEC_OPTS = {"id", "restart", "shutdown", "name", "timeout", "scheduler"}
+
 local function do_start(link, fn, opts, who)
   local packed = pack_fn(fn, "agent." .. who, 3)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(fmt("agent.%s: opts must be a table, got %s", who, type(opts)), 3)
-  end
-  opts = opts or {}
+  opts = gen.check_opts(opts, START_OPTS, "agent." .. who)
   local sopts = {name = opts.name, timeout = opts.timeout or 5000, scheduler = opts.scheduler}
   if link then return gen_server.start_link(agent._server, packed, sopts) end
   return gen_server.start(agent._server, packed, sopts)
@@ -193,7 +198,7 @@ end
 ---@return table spec
 function agent.child_spec(fn, opts)
   pack_fn(fn, "agent.child_spec", 2)
-  opts = opts or {}
+  opts = gen.check_opts(opts, CHILD_SPEC_OPTS, "agent.child_spec")
   local start_opts = {name = opts.name, timeout = opts.timeout, scheduler = opts.scheduler}
   return {id = opts.id == nil and "agent" or opts.id, start = {"moonbeam.agent", "start_link", {fn, start_opts}},
           restart = opts.restart or "permanent", shutdown = opts.shutdown or 5000, type = "worker"}

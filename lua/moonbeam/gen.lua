@@ -347,6 +347,25 @@ function gen.check_name(name, who)
                 who, mb.format(name)))
 end
 
+--- A server reference as it can travel in an exit reason: a via name whose
+--- registry is a module table names the module instead (its functions
+--- cannot be sent).
+---@param server any
+---@return any
+function gen.server_term(server)
+  if is_via(server) and type(server[2]) == "table" then
+    local name = "<module>"
+    for n, m in next, package.loaded do
+      if m == server[2] and type(n) == "string" then
+        name = n
+        break
+      end
+    end
+    return {"via", name, server[3]}
+  end
+  return server
+end
+
 --- The pid behind a server reference, or nil if there is none.
 ---@param server moonbeam.pid|string|table a pid, a registered name or {"via", registry, key}
 ---@return moonbeam.pid?
@@ -447,6 +466,7 @@ function gen.call(server, request, timeout, label)
   label = label or "gen"
   local ms = check_timeout(timeout, label .. ".call", 5000)
   local pid = gen.whereis(server)
+  server = gen.server_term(server)
   if not pid then mb.exit({"noproc", {label, "call", {server, request}}}) end
   local me = mb.self()
   if pid == me then mb.exit({"calling_self", {label, "call", {server, request}}}) end
@@ -497,6 +517,7 @@ function gen.stop(server, reason, timeout, label)
   if reason == nil then reason = "normal" end
   local ms = check_timeout(timeout, label .. ".stop", nil)
   local pid = gen.whereis(server)
+  server = gen.server_term(server)
   if not pid then mb.exit({"noproc", {label, "stop", {server, reason}}}) end
   if pid == mb.self() then mb.exit({"calling_self", {label, "stop", {server, reason}}}) end
   local ref = mb.monitor(pid)

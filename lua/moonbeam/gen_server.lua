@@ -343,6 +343,7 @@ end
 local function system_call(server, req, timeout, who)
   local ms = gen.check_timeout(timeout, who, 5000)
   local pid = gen.whereis(server)
+  server = gen.server_term(server)
   if not pid then mb.exit({"noproc", {LABEL, "call", {server, req}}}) end
   if pid == mb.self() then mb.exit({"calling_self", {LABEL, "call", {server, req}}}) end
   local ref = mb.monitor(pid)

@@ -582,6 +582,7 @@ end
 function gen_statem.get_state(server, timeout)
   local ms = gen.check_timeout(timeout, "gen_statem.get_state", 5000)
   local pid = gen.whereis(server)
+  server = gen.server_term(server)
   if not pid then mb.exit({"noproc", {LABEL, "get_state", {server}}}) end
   if pid == mb.self() then mb.exit({"calling_self", {LABEL, "get_state", {server}}}) end
   local ref = mb.monitor(pid)
