@@ -400,7 +400,8 @@ local CHILD_SPEC_OPTS = {"id", "restart", "shutdown", "name", "timeout"}
 function gen_server.child_spec(module, arg, opts)
   gen.check_module(module, "gen_server.child_spec")
   opts = gen.check_opts(opts, CHILD_SPEC_OPTS, "gen_server.child_spec")
-  local ok, mod = pcall(load_module, module)
+  local ok, mod = true, module
+  if type(module) == "string" then ok, mod = pcall(require, module) end
   if not ok then gen.error("gen_server.child_spec: " .. tostring(mod)) end
   if type(mod) ~= "table" then
     gen.error("gen_server.child_spec: module " .. mb.format(module, 1) .. " is not a table")

@@ -612,7 +612,8 @@ local CHILD_SPEC_OPTS = {"id", "restart", "shutdown", "name"}
 function gen_statem.child_spec(module, arg, opts)
   gen.check_module(module, "gen_statem.child_spec")
   opts = gen.check_opts(opts, CHILD_SPEC_OPTS, "gen_statem.child_spec")
-  local ok, mod = pcall(load_module, module)
+  local ok, mod = true, module
+  if type(module) == "string" then ok, mod = pcall(require, module) end
   if not ok then gen.error("gen_statem.child_spec: " .. tostring(mod)) end
   if type(mod) ~= "table" then
     gen.error("gen_statem.child_spec: module " .. mb.format(module, 1) .. " is not a table")
