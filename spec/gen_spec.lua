@@ -182,3 +182,58 @@ describe("gen protocol", function()
     assert.is_false(gen.is_clean_exit({"error", "x", "tb"}))
   end)
 end)
+
+describe("gen: argument checks and error positions (issue 8 items 17, 18, 32)", function()
+  local function raised(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok, "expected an error")
+    assert.are.equal("string", type(err), "expected an error message, got " .. tostring(err))
+    return err
+  end
+
+  it("gen.start checks its function and options, raising at the caller's line", function()
+    run(function()
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() gen.start(42) end) -- line + 1
+      assert.matches("gen_spec.lua:" .. (line + 1) .. ": gen.start: expected a function or {module, function_name}, "
+                     .. "got number", err, 1, true)
+      assert.matches("gen.start: unknown option 'lnk' (valid options: link, name, timeout, args, scheduler)",
+                     raised(function() gen.start(function() end, {lnk = true}) end), 1, true)
+      assert.matches("gen.start: opts must be a table, got string",
+                     raised(function() gen.start(function() end, "x") end), 1, true)
+      assert.matches("gen.start: opts.args must be a list, got number",
+                     raised(function() gen.start(function() end, {args = 1}) end), 1, true)
+      assert.matches("gen.start: timeout must be", raised(function() gen.start(function() end, {timeout = -5}) end),
+                     1, true)
+      assert.matches("spawn: opts must be a table, got number",
+                     raised(function() gen.spawn(5, function() end) end), 1, true)
+    end)
+  end)
+
+  it("gen.init_ack checks the starter and the status", function()
+    run(function()
+      assert.matches("gen.init_ack: starter must be the table given to the started function, got nil",
+                     raised(function() gen.init_ack(nil, "ok") end), 1, true)
+      assert.matches("gen.init_ack: starter must be the table given to the started function, got {}",
+                     raised(function() gen.init_ack({}, "ok") end), 1, true)
+      local got, reason = gen.start(function(st)
+        local ok, err = pcall(gen.init_ack, st, "okay")
+        gen.init_ack(st, "error", ok or err)
+      end)
+      assert.is_nil(got)
+      assert.matches("gen.init_ack: status must be \"ok\", \"ignore\" or \"error\", got \"okay\"", reason, 1, true)
+    end)
+  end)
+
+  it("gen.error raises at the first frame outside moonbeam's modules", function()
+    local line = debug.getinfo(1, "l").currentline
+    local ok, err = pcall(function() gen.error("boom") end) -- line + 1
+    assert.is_false(ok)
+    assert.are.equal("spec/gen_spec.lua:" .. (line + 1) .. ": boom", err)
+    -- through another module's helper (gen.check_keys calls gen.error)
+    ok, err = pcall(function() gen.check_keys({b = 1, a = 2}, {"x"}, "f") end) -- line + 5
+    assert.is_false(ok)
+    assert.are.equal("spec/gen_spec.lua:" .. (line + 5) .. ": f: unknown option 'a' (valid options: x)", err)
+    assert.is_nil(gen.unknown_key({x = 1}, {"x"}, "f"))
+  end)
+end)
