@@ -6,6 +6,8 @@ local gen = require "moonbeam.gen"
 
 local function run(fn) return mb.run(fn, {schedulers = 2}) end
 
+local function logger_quiet() require("moonbeam.logger").remove_backend("console") end
+
 local function exit_of(fn, ...)
   local ok, err = pcall(fn, ...)
   assert(not ok, "expected the call to fail")
@@ -235,5 +237,48 @@ describe("gen: argument checks and error positions (issue 8 items 17, 18, 32)", 
     assert.is_false(ok)
     assert.are.equal("spec/gen_spec.lua:" .. (line + 5) .. ": f: unknown option 'a' (valid options: x)", err)
     assert.is_nil(gen.unknown_key({x = 1}, {"x"}, "f"))
+  end)
+end)
+
+-- issue 8 item 32: no OTP function answers bad arguments with Lua internals
+-- ("attempt to index a nil value (local 'opts')") or an error located in
+-- moonbeam's own files.
+describe("every public function of the OTP modules, given bad arguments", function()
+  it("fails with a clear error, an exit or a result, never with Lua internals", function()
+    local mods = {"gen", "gen_server", "gen_statem", "supervisor", "dynamic_supervisor", "task", "task_supervisor",
+                  "agent", "registry", "pubsub", "logger", "application"}
+    local argsets = {{n = 0}, {42, n = 1}, {"x", n = 1}, {{}, n = 1}, {nil, 42, n = 2}, {"x", 42, n = 2},
+                     {{}, {}, n = 2}, {"x", "y", 5, n = 3}, {{}, {}, {}, n = 3}, {"x", {}, 5, 7, n = 4},
+                     {1, "y", {}, {}, n = 4}}
+    local bad = {}
+    run(function()
+      logger_quiet()
+      local me = mb.self()
+      for _, m in ipairs(mods) do
+        local names = {}
+        for k, v in pairs(require("moonbeam." .. m)) do
+          if type(v) == "function" and k:sub(1, 1) ~= "_" and k ~= "console" then names[#names + 1] = k end
+        end
+        table.sort(names)
+        for _, fname in ipairs(names) do
+          for _, a in ipairs(argsets) do
+            local pid = mb.spawn(function()
+              mb.trap_exit(true)
+              local ok, err = pcall(require("moonbeam." .. m)[fname], table.unpack(a, 1, a.n))
+              mb.send(me, {"r", not ok and mb.exit_reason(err) == nil and tostring(err) or "fine"})
+            end)
+            local r = mb.receive(function(x) return type(x) == "table" and x[1] == "r" end, 2000)
+            local what = m .. "." .. fname .. "(" .. mb.format(a):sub(2, -2) .. ")"
+            if not r then
+              mb.exit(pid, "kill")
+              bad[#bad + 1] = what .. ": no answer"
+            elseif r[2]:find("attempt to") or r[2]:find("bad argument #") or r[2]:find("/moonbeam/[%w_]+%.lua:%d+:") then
+              bad[#bad + 1] = what .. ": " .. r[2]:sub(1, 200)
+            end
+          end
+        end
+      end
+    end)
+    assert.are.same({}, bad)
   end)
 end)

@@ -282,6 +282,10 @@ end
 ---@param what? string default "option"
 ---@return string?
 function gen.unknown_key(t, valid, who, what)
+  if type(t) ~= "table" or type(valid) ~= "table" then
+    gen.error(fmt("gen.unknown_key: expected a table and a list of valid keys, got %s and %s", type(t), type(valid)))
+  end
+  who = who or "?"
   local bad
   for k in next, t do
     local found = false
@@ -393,6 +397,9 @@ end
 ---@return true|nil ok
 ---@return moonbeam.pid? existing the process that holds the name when it is taken
 function gen.register_name(name)
+  if not (type(name) == "string" or is_via(name)) then
+    gen.error("gen.register_name: a name must be a string or {\"via\", registry, key}, got " .. mb.format(name, 1))
+  end
   if type(name) == "string" then
     if mb.register(name) then return true end
     return nil, mb.whereis(name)
@@ -464,6 +471,7 @@ end
 ---@return any reply
 function gen.call(server, request, timeout, label)
   label = label or "gen"
+  if type(label) ~= "string" then gen.error("gen.call: label must be a string, got " .. type(label)) end
   local ms = check_timeout(timeout, label .. ".call", 5000)
   local pid = gen.whereis(server)
   server = gen.server_term(server)
@@ -514,6 +522,7 @@ end
 ---@return "ok"
 function gen.stop(server, reason, timeout, label)
   label = label or "gen"
+  if type(label) ~= "string" then gen.error("gen.stop: label must be a string, got " .. type(label)) end
   if reason == nil then reason = "normal" end
   local ms = check_timeout(timeout, label .. ".stop", nil)
   local pid = gen.whereis(server)
@@ -650,6 +659,7 @@ end
 ---@param who string e.g. "supervisor.start_link"
 function gen.require_module(module, who)
   if type(module) ~= "string" then return end
+  if type(who) ~= "string" then who = "gen.require_module" end
   local ok, mod = pcall(require, module)
   if not ok or type(mod) ~= "table" or type(mod.init) ~= "function" then
     gen.error(who .. ": " .. (ok and ("module '" .. module .. "' has no init function") or tostring(mod)))
@@ -670,6 +680,9 @@ end
 local BEHAVIOUR_OPTS = {"name", "timeout", "scheduler"}
 
 function gen.start_behaviour(label, link, module, arg, opts, who)
+  if type(label) ~= "string" or type(who) ~= "string" then
+    gen.error("gen.start_behaviour: label and who must be strings (e.g. \"gen_server\", \"start\")")
+  end
   local name = label .. "." .. who
   gen.check_module(module, name)
   opts = gen.check_opts(opts, BEHAVIOUR_OPTS, name)

@@ -53,6 +53,7 @@ end
 ---@param event moonbeam.log_event
 ---@return string
 function logger.format(event)
+  if type(event) ~= "table" then gen().error("logger.format: expected an event table, got " .. type(event)) end
   local who = ""
   if event.pid ~= nil then
     who = tostring(event.pid) .. (event.name and (" " .. event.name) or "") .. ": "
@@ -76,7 +77,8 @@ end
 
 local function resolve_callable(v, field)
   if type(v) == "string" then
-    local mod = require(v)
+    local ok, mod = pcall(require, v)
+    if not ok then error(tostring(mod), 0) end
     if type(mod) == "function" then return mod end
     if type(mod) == "table" and type(mod[field]) == "function" then return mod[field] end
     error(fmt("module '%s' is not a function and has no %s function", v, field))

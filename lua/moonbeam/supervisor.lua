@@ -58,7 +58,8 @@ function supervisor._normalize(child)
      (t == "table" and child.start == nil and type(child.child_spec) == "function") then
     local module, arg
     if t == "string" or child[1] == nil then module = child else module, arg = child[1], child[2] end
-    local ok, mod = pcall(load_module, module)
+    local ok, mod = true, module
+    if type(module) == "string" then ok, mod = pcall(require, module) end
     if not ok then return nil, fmt("cannot load child module %s: %s", mb.format(module, 1), tostring(mod)) end
     if type(mod) ~= "table" or type(mod.child_spec) ~= "function" then
       return nil, fmt("child module %s has no child_spec(arg) function",
