@@ -236,6 +236,21 @@ describe("agent: options and returns (issue 8 items 16, 17, 32)", function()
     end)
   end)
 
+  it("a bad function raises at the caller's line, whatever the operation", function()
+    run(function()
+      local pid = assert(agent.start(function() return 1 end))
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() agent.get(pid, 42) end) -- line + 1
+      assert.matches("agent_spec.lua:" .. (line + 1) .. ": agent.get: expected a function", err, 1, true)
+      err = raised(function() agent.start(42) end) -- line + 3
+      assert.matches("agent_spec.lua:" .. (line + 3) .. ": agent.start: expected a function", err, 1, true)
+      local co = coroutine.create(function() end)
+      err = raised(function() agent.update(pid, function() return co end) end) -- line + 6
+      assert.matches("agent_spec.lua:" .. (line + 6) .. ": agent.update: function: upvalue 'co': cannot send a coroutine",
+                     err, 1, true)
+    end)
+  end)
+
   it("get_and_update with a function that does not return two values crashes the agent clearly", function()
     run(function()
       logger.remove_backend("console")
