@@ -18,7 +18,8 @@ typedef enum mb_kind {
   MB_K_UNLINK,      /* from removed its link */
   MB_K_MONITOR,     /* from monitors the receiver under ref */
   MB_K_DEMONITOR,   /* from dropped monitor ref */
-  MB_K_REPLY        /* a reply tagged with ref; dropped if the receiver abandoned ref */
+  MB_K_REPLY,       /* a reply tagged with ref; kept only while ref is the receiver's active alias */
+  MB_K_DEAD         /* a queued DOWN or REPLY flushed in place; unlinked by the next scan over it */
 } mb_kind_t;
 
 typedef struct mb_shared {

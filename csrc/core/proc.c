@@ -3,11 +3,12 @@
 #include <string.h>
 #include "runtime.h"
 
-int mb_ptable_init(mb_ptable_t *t) {
+int mb_ptable_init(mb_ptable_t *t, uint32_t serial_seed) {
   for (int i = 0; i < MB_MAX_CHUNKS; i++) atomic_init(&t->chunks[i], NULL);
   atomic_init(&t->nslots, 0);
   atomic_init(&t->live, 0);
-  t->free_head = UINT32_MAX;
+  t->free_head = t->free_tail = UINT32_MAX;
+  t->serial_seed = serial_seed;
   return pthread_mutex_init(&t->lock, NULL) ? MB_ENOMEM : 0;
 }
 
@@ -33,18 +34,23 @@ mb_proc_t *mb_ptable_alloc(mb_ptable_t *t) {
     for (uint32_t i = 0; i < MB_CHUNK_SIZE; i++) {
       /* slot 0 of chunk 0 is never used: pid 0 means "no process" */
       chunk[i].free_next = (i + 1 < MB_CHUNK_SIZE) ? n + i + 1 : UINT32_MAX;
-      chunk[i].pid = mb_pid_make(0, n + i, 0);
+      /* serials start where the runtime's seed says, so the pids of an
+       * earlier runtime in this OS process are unlikely to name ours */
+      uint32_t serial = (t->serial_seed ^ (n + i)) * 2654435761u;
+      atomic_init(&chunk[i].ctl, (uint64_t)serial << 32);
+      chunk[i].pid = mb_pid_make(0, n + i, serial);
     }
     atomic_store_explicit(&t->chunks[c], chunk, memory_order_release);
     atomic_store_explicit(&t->nslots, n + MB_CHUNK_SIZE, memory_order_release);
     t->free_head = n == 0 ? 1 : n;
+    t->free_tail = n + MB_CHUNK_SIZE - 1;
   }
   uint32_t idx = t->free_head;
   mb_proc_t *p = mb_ptable_slot(t, idx);
   t->free_head = p->free_next;
+  if (t->free_head == UINT32_MAX) t->free_tail = UINT32_MAX;
   pthread_mutex_unlock(&t->lock);
   uint64_t serial = atomic_load_explicit(&p->ctl, memory_order_relaxed) >> 32;
-  if (serial == 0) serial = 1; /* serial 0 is never handed out */
   p->pid = mb_pid_make(0, idx, (uint32_t)serial);
   /* not ALIVE yet: acquirers and inspectors must not see the block before the
    * spawner has filled it in and published it (spawn.c) */
@@ -69,14 +75,16 @@ mb_proc_t *mb_proc_acquire(mb_runtime_t *rt, mb_pid_t pid) {
 
 static void reclaim(mb_proc_t *p) {
   mb_ptable_t *t = &p->rt->procs;
-  uint64_t serial = (atomic_load_explicit(&p->ctl, memory_order_relaxed) >> 32) + 1;
-  serial &= MB_SERIAL_MASK;
-  if (serial == 0) serial = 1;
+  /* every 32-bit serial is a valid pid: the index is never 0 */
+  uint64_t serial = (uint32_t)((atomic_load_explicit(&p->ctl, memory_order_relaxed) >> 32) + 1);
   atomic_store_explicit(&p->state, MB_PS_FREE, memory_order_relaxed);
   atomic_store_explicit(&p->ctl, serial << 32, memory_order_release);
+  uint32_t idx = mb_pid_index(p->pid);
   pthread_mutex_lock(&t->lock);
-  p->free_next = t->free_head;
-  t->free_head = mb_pid_index(p->pid);
+  p->free_next = UINT32_MAX;
+  if (t->free_tail == UINT32_MAX) t->free_head = idx;
+  else mb_ptable_slot(t, t->free_tail)->free_next = idx;
+  t->free_tail = idx;
   pthread_mutex_unlock(&t->lock);
 }
 
@@ -206,20 +214,23 @@ int mb_links_remove(mb_proc_t *p, mb_pid_t pid) {
 int mb_mons_add(mb_proc_t *p, mb_ref_t ref, mb_pid_t pid, int watching) {
   if (grow_shared(p, (void **)&p->mons, p->nmons, &p->capmons, sizeof *p->mons)) return MB_ENOMEM;
   mb_proc_lock(p);
-  p->mons[p->nmons++] = (mb_monitor_t){ref, pid, watching};
+  p->mons[p->nmons++] = (mb_monitor_t){ref, pid, (uint8_t)(watching != 0), (uint8_t)(watching != 0)};
   mb_proc_unlock(p);
   return 0;
 }
 
-int mb_mons_remove(mb_proc_t *p, mb_ref_t ref, mb_monitor_t *out) {
-  for (uint32_t i = 0; i < p->nmons; i++) {
-    if (mb_ref_equal(p->mons[i].ref, ref)) {
-      if (out) *out = p->mons[i];
-      mb_proc_lock(p);
-      p->mons[i] = p->mons[--p->nmons];
-      mb_proc_unlock(p);
-      return 1;
-    }
-  }
-  return 0;
+mb_monitor_t *mb_mons_find(mb_proc_t *p, mb_ref_t ref, int watching) {
+  for (uint32_t i = 0; i < p->nmons; i++)
+    if (p->mons[i].watching == (watching != 0) && mb_ref_equal(p->mons[i].ref, ref)) return &p->mons[i];
+  return NULL;
+}
+
+int mb_mons_remove(mb_proc_t *p, mb_ref_t ref, int watching, mb_monitor_t *out) {
+  mb_monitor_t *mo = mb_mons_find(p, ref, watching);
+  if (!mo) return 0;
+  if (out) *out = *mo;
+  mb_proc_lock(p);
+  *mo = p->mons[--p->nmons];
+  mb_proc_unlock(p);
+  return 1;
 }

@@ -4,8 +4,10 @@
  * scheduler holds one ref while the process lives; anyone else touching a
  * process by pid first takes a ref with mb_proc_acquire, which fails once ALIVE
  * is clear or the serial differs. When ALIVE is clear and refs reach 0 the slot
- * is reclaimed: its serial is bumped and it goes back on the free list. So a
- * stale pid never reaches a new process and no pointer outlives its process. */
+ * is reclaimed: its serial is bumped and it goes to the back of the free list
+ * (FIFO, so a slot waits for every other free slot before it is reused, and
+ * its 32-bit serial wraps only after 2^32 spawns through it). So a stale pid
+ * never reaches a new process and no pointer outlives its process. */
 #ifndef MB_PROC_H
 #define MB_PROC_H
 
@@ -18,8 +20,6 @@ typedef struct mb_sched mb_sched_t;
 
 #define MB_CTL_ALIVE ((uint64_t)1 << 31)
 #define MB_CTL_REFS ((uint64_t)0x7fffffff)
-#define MB_SERIAL_MASK 0xffffffu
-#define MB_ABANDONED 64
 
 /* Scheduling state; transitions WAITING -> RUNNABLE are made by whoever wins a CAS. */
 enum { MB_PS_FREE = 0, MB_PS_RUNNABLE, MB_PS_RUNNING, MB_PS_WAITING, MB_PS_EXITING };
@@ -30,7 +30,8 @@ enum { MB_PS_FREE = 0, MB_PS_RUNNABLE, MB_PS_RUNNING, MB_PS_WAITING, MB_PS_EXITI
 typedef struct mb_monitor {
   mb_ref_t ref;
   mb_pid_t pid;     /* the other side */
-  int watching;     /* 1: we monitor pid; 0: pid monitors us */
+  uint8_t watching; /* 1: we monitor pid; 0: pid monitors us */
+  uint8_t alias;    /* watching: a REPLY tagged ref is accepted (until the first one, or abandon) */
 } mb_monitor_t;
 
 struct mb_proc {
@@ -64,13 +65,15 @@ struct mb_proc {
   int64_t timeout_ms;             /* for the next wait, < 0: none */
   mb_timer_t wait_timer;          /* receive-timeout timer, 0: none */
   uint32_t wait_seq;              /* which wait a timeout belongs to */
-  mb_ref_t *abandoned;            /* ring of MB_ABANDONED refs whose replies are dropped */
-  uint32_t nabandoned;
+  mb_msg_t **kidx;                /* queued DOWN and REPLY messages by (kind, ref): open addressing */
+  uint32_t kcap, kfill, kn;       /* slots, used slots (tombstones too), live entries */
+  uint8_t klossy;                 /* an insert failed: lookups fall back to walking the queue */
   atomic_int trap_exit;            /* written by the owner, read by inspectors */
   uint8_t timed_out, exit_pending;
   /* registry and pubsub, under their locks */
-  char *name;
-  char **topics;
+  char *name;                     /* name_len bytes and a NUL */
+  size_t name_len;
+  struct mb_topic_key **topics;   /* pubsub.c: length and bytes of each topic */
   uint32_t ntopics, captopics;
   uint32_t free_next;             /* free list link */
 };
@@ -86,11 +89,12 @@ typedef struct mb_ptable {
   _Atomic(mb_proc_t *) chunks[MB_MAX_CHUNKS];
   atomic_uint nslots;
   pthread_mutex_t lock;           /* free list and growth */
-  uint32_t free_head;             /* UINT32_MAX: empty */
+  uint32_t free_head, free_tail;  /* FIFO; UINT32_MAX: empty */
+  uint32_t serial_seed;           /* first serial of a fresh slot, mixed with its index */
   atomic_size_t live;
 } mb_ptable_t;
 
-int mb_ptable_init(mb_ptable_t *t);
+int mb_ptable_init(mb_ptable_t *t, uint32_t serial_seed);
 void mb_ptable_destroy(mb_ptable_t *t);
 /* Slot at index, or NULL. */
 mb_proc_t *mb_ptable_slot(mb_ptable_t *t, uint32_t index);
@@ -129,15 +133,18 @@ int mb_links_add(mb_proc_t *p, mb_pid_t pid);
 int mb_links_remove(mb_proc_t *p, mb_pid_t pid);
 int mb_links_has(const mb_proc_t *p, mb_pid_t pid);
 int mb_mons_add(mb_proc_t *p, mb_ref_t ref, mb_pid_t pid, int watching);
-/* Removes monitor ref; returns 1 and its entry in *out if it was there. */
-int mb_mons_remove(mb_proc_t *p, mb_ref_t ref, mb_monitor_t *out);
+/* The entry of monitor ref held by (watching 1) or on (watching 0) p, or NULL. */
+mb_monitor_t *mb_mons_find(mb_proc_t *p, mb_ref_t ref, int watching);
+/* Removes that entry; returns 1 and a copy in *out if it was there. */
+int mb_mons_remove(mb_proc_t *p, mb_ref_t ref, int watching, mb_monitor_t *out);
 
 
 
 /* Private queue (mailbox.c, owner thread). */
 void mb_queue_append(mb_proc_t *p, mb_msg_t *m);
 void mb_queue_reset_scan(mb_proc_t *p);
-/* Removes queued messages of kind (DOWN, REPLY) tagged ref; returns how many. */
+/* Removes the queued message of kind (DOWN, REPLY) tagged ref, found through
+ * the queue's index (no walk); returns how many were removed. */
 int mb_queue_remove_kind(mb_proc_t *p, int kind, mb_ref_t ref);
 void mb_queue_free_all(mb_proc_t *p);
 #endif

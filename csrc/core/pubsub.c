@@ -1,10 +1,17 @@
 /* pubsub.c: topics. topics_lock guards the topic map (topic -> subscriber
  * array) and every process's list of its topics, which its exit uses to
  * unsubscribe. A broadcast copies the subscriber list under the lock, then
- * pushes outside it, all receivers sharing one refcounted copy of the term. */
+ * pushes outside it, all receivers sharing one refcounted copy of the term.
+ * Topics are byte strings compared by length ("a\0b" is not "a"). */
 #include <stdlib.h>
 #include <string.h>
 #include "runtime.h"
+
+/* A topic as a process keeps it in its list. */
+typedef struct mb_topic_key {
+  size_t len;
+  char s[];
+} mb_topic_key_t;
 
 typedef struct topic {
   mb_pid_t *pids;
@@ -24,8 +31,8 @@ static int has(const topic_t *t, mb_pid_t pid) {
 }
 
 /* Removes pid from topic name; drops the topic when empty. Lock held. */
-static void remove_sub(mb_runtime_t *rt, const char *name, mb_pid_t pid) {
-  mb_strent_t *e = mb_strmap_get(&rt->topics, name);
+static void remove_sub(mb_runtime_t *rt, const char *name, size_t len, mb_pid_t pid) {
+  mb_strent_t *e = mb_strmap_get(&rt->topics, name, len);
   if (!e) return;
   topic_t *t = e->value;
   for (uint32_t i = 0; i < t->n; i++) {
@@ -34,10 +41,10 @@ static void remove_sub(mb_runtime_t *rt, const char *name, mb_pid_t pid) {
       break;
     }
   }
-  if (!t->n) topic_free(mb_strmap_remove(&rt->topics, name));
+  if (!t->n) topic_free(mb_strmap_remove(&rt->topics, name, len));
 }
 
-int mb_subscribe(mb_runtime_t *rt, const char *topic, mb_pid_t pid) {
+int mb_subscribe_n(mb_runtime_t *rt, const char *topic, size_t len, mb_pid_t pid) {
   if (!topic) return MB_EINVAL;
   mb_proc_t *p = mb_proc_acquire(rt, pid);
   if (!p) return MB_ENOPROC;
@@ -50,10 +57,10 @@ int mb_subscribe(mb_runtime_t *rt, const char *topic, mb_pid_t pid) {
     err = MB_ENOPROC;
     goto out;
   }
-  e = mb_strmap_put(&rt->topics, topic);
+  e = mb_strmap_put(&rt->topics, topic, len);
   if (!e) { err = MB_ENOMEM; goto out; }
   if (!e->value && !(e->value = calloc(1, sizeof(topic_t)))) {
-    mb_strmap_remove(&rt->topics, topic);
+    mb_strmap_remove(&rt->topics, topic, len);
     err = MB_ENOMEM;
     goto out;
   }
@@ -68,30 +75,36 @@ int mb_subscribe(mb_runtime_t *rt, const char *topic, mb_pid_t pid) {
   }
   if (p->ntopics == p->captopics) {
     uint32_t ncap = p->captopics ? p->captopics * 2 : 2;
-    char **nt = realloc(p->topics, ncap * sizeof *nt);
+    mb_topic_key_t **nt = realloc(p->topics, ncap * sizeof *nt);
     if (!nt) { err = MB_ENOMEM; goto out; }
     p->topics = nt;
     p->captopics = ncap;
   }
-  char *copy = strdup(topic);
+  mb_topic_key_t *copy = malloc(sizeof *copy + len);
   if (!copy) { err = MB_ENOMEM; goto out; }
+  copy->len = len;
+  memcpy(copy->s, topic, len);
   p->topics[p->ntopics++] = copy;
   t->pids[t->n++] = pid;
 out:
-  if (e && e->value && !((topic_t *)e->value)->n) topic_free(mb_strmap_remove(&rt->topics, topic));
+  if (e && e->value && !((topic_t *)e->value)->n) topic_free(mb_strmap_remove(&rt->topics, topic, len));
   pthread_mutex_unlock(&rt->topics_lock);
   mb_proc_release(p);
   return err;
 }
 
-int mb_unsubscribe(mb_runtime_t *rt, const char *topic, mb_pid_t pid) {
+int mb_subscribe(mb_runtime_t *rt, const char *topic, mb_pid_t pid) {
+  return mb_subscribe_n(rt, topic, topic ? strlen(topic) : 0, pid);
+}
+
+int mb_unsubscribe_n(mb_runtime_t *rt, const char *topic, size_t len, mb_pid_t pid) {
   if (!topic) return MB_EINVAL;
   mb_proc_t *p = mb_proc_acquire(rt, pid);
   pthread_mutex_lock(&rt->topics_lock);
-  remove_sub(rt, topic, pid);
+  remove_sub(rt, topic, len, pid);
   if (p) {
     for (uint32_t i = 0; i < p->ntopics; i++) {
-      if (strcmp(p->topics[i], topic) == 0) {
+      if (p->topics[i]->len == len && memcmp(p->topics[i]->s, topic, len) == 0) {
         free(p->topics[i]);
         p->topics[i] = p->topics[--p->ntopics];
         break;
@@ -103,10 +116,14 @@ int mb_unsubscribe(mb_runtime_t *rt, const char *topic, mb_pid_t pid) {
   return 0;
 }
 
+int mb_unsubscribe(mb_runtime_t *rt, const char *topic, mb_pid_t pid) {
+  return mb_unsubscribe_n(rt, topic, topic ? strlen(topic) : 0, pid);
+}
+
 void mb_pubsub_drop(mb_runtime_t *rt, mb_proc_t *p) {
   pthread_mutex_lock(&rt->topics_lock);
   for (uint32_t i = 0; i < p->ntopics; i++) {
-    remove_sub(rt, p->topics[i], p->pid);
+    remove_sub(rt, p->topics[i]->s, p->topics[i]->len, p->pid);
     free(p->topics[i]);
   }
   free(p->topics);
@@ -115,23 +132,32 @@ void mb_pubsub_drop(mb_runtime_t *rt, mb_proc_t *p) {
   pthread_mutex_unlock(&rt->topics_lock);
 }
 
-int mb_subscribers(mb_runtime_t *rt, const char *topic) {
+int mb_subscribers_n(mb_runtime_t *rt, const char *topic, size_t len) {
   if (!topic) return MB_EINVAL;
   pthread_mutex_lock(&rt->topics_lock);
-  mb_strent_t *e = mb_strmap_get(&rt->topics, topic);
+  mb_strent_t *e = mb_strmap_get(&rt->topics, topic, len);
   int n = e ? (int)((topic_t *)e->value)->n : 0;
   pthread_mutex_unlock(&rt->topics_lock);
   return n;
 }
 
+int mb_subscribers(mb_runtime_t *rt, const char *topic) {
+  return mb_subscribers_n(rt, topic, topic ? strlen(topic) : 0);
+}
+
 int mb_broadcast(mb_runtime_t *rt, mb_pid_t from, const char *topic, mb_pid_t skip,
                  const uint8_t *term, size_t len) {
+  return mb_broadcast_n(rt, from, topic, topic ? strlen(topic) : 0, skip, term, len);
+}
+
+int mb_broadcast_n(mb_runtime_t *rt, mb_pid_t from, const char *topic, size_t tlen, mb_pid_t skip,
+                   const uint8_t *term, size_t len) {
   if (!topic) return MB_EINVAL;
   if (!term || len < 2 || len > UINT32_MAX) return MB_EBADTERM;
   mb_pid_t local[64], *pids = local;
   uint32_t n = 0;
   pthread_mutex_lock(&rt->topics_lock);
-  mb_strent_t *e = mb_strmap_get(&rt->topics, topic);
+  mb_strent_t *e = mb_strmap_get(&rt->topics, topic, tlen);
   if (e) {
     topic_t *t = e->value;
     if (t->n > 64 && !(pids = malloc(t->n * sizeof *pids))) {

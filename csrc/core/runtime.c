@@ -1,9 +1,21 @@
 /* runtime.c: creating, driving and freeing a runtime; sending; timers; refs. */
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <string.h>
 #include <unistd.h>
 #include "runtime.h"
+
+/* A creation for a runtime started without one: random and nonzero, so the
+ * pids and refs of an earlier runtime (an earlier mb.run in this OS process)
+ * carry another creation, as an Erlang node's after a restart. */
+static uint32_t fresh_creation(const void *salt) {
+  uint32_t c = 0;
+  if (getrandom(&c, sizeof c, GRND_NONBLOCK) != (ssize_t)sizeof c) c = 0;
+  uint64_t t = mb_now_ns() ^ (uint64_t)(uintptr_t)salt;
+  c ^= (uint32_t)(t ^ (t >> 32)) * 2654435761u;
+  return c ? c : 1;
+}
 
 static void *sched_thread(void *arg) {
   mb_sched_main(arg);
@@ -25,16 +37,27 @@ int mb_runtime_new(const mb_runtime_opts_t *opts, mb_runtime_t **out) {
   rt->slice_ns = (uint64_t)(o.slice_us ? o.slice_us : 1000) * 1000u;
   if (o.hooks) rt->hooks = *o.hooks;
   atomic_init(&rt->ref_counter, 1);
-  rt->nodes = mb_nodes_new(o.node_name ? o.node_name : "nonode@nohost", o.creation);
+  rt->creation = o.creation ? o.creation : fresh_creation(rt);
+  rt->nodes = mb_nodes_new(o.node_name ? o.node_name : "nonode@nohost", rt->creation);
   rt->scheds = calloc((size_t)rt->nsched, sizeof *rt->scheds);
-  if (!rt->nodes || !rt->scheds || mb_ptable_init(&rt->procs)) goto fail;
+  if (!rt->nodes || !rt->scheds || mb_ptable_init(&rt->procs, rt->creation)) goto fail;
+  mb_ossignal_init(rt);
+  pthread_mutex_init(&rt->wd_lock, NULL);
+  pthread_cond_init(&rt->wd_cond, NULL);
+  rt->has_wd_lock = 1;
+  rt->long_schedule_ms = o.long_schedule_ms ? o.long_schedule_ms : 100;
+  mb_runtime_set_log(rt, NULL, NULL);
+  rt->has_sig = 1;
+  pthread_mutex_init(&rt->fin_lock, NULL);
+  pthread_cond_init(&rt->fin_cond, NULL);
+  rt->has_fin = 1;
   pthread_mutex_init(&rt->names_lock, NULL);
   pthread_mutex_init(&rt->topics_lock, NULL);
   mb_strmap_init(&rt->names);
   mb_strmap_init(&rt->topics);
   for (int i = 0; i < rt->nsched; i++)
     if (mb_sched_init(&rt->scheds[i], rt, i)) goto fail;
-  if (rt->preempt && mb_watchdog_start(rt)) goto fail;
+  if (mb_watchdog_start(rt)) goto fail;
   for (int i = rt->host_driven ? 1 : 0; i < rt->nsched; i++) {
     if (pthread_create(&rt->scheds[i].thread, NULL, sched_thread, &rt->scheds[i])) {
       mb_runtime_free(rt);
@@ -68,7 +91,6 @@ void mb_runtime_stop(mb_runtime_t *rt) {
 
 static void close_loop(mb_sched_t *s) {
   if (!s->rt) return; /* never initialised */
-  if (s->index == 0) mb_ossignal_close(s->rt);
   uv_close((uv_handle_t *)&s->wake, NULL);
   uv_close((uv_handle_t *)&s->sleep_timer, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -83,13 +105,19 @@ void mb_runtime_free(mb_runtime_t *rt) {
     /* a process still running keeps its scheduler until the watchdog preempts
      * it, so the watchdog outlives every scheduler's shutdown; and since it
      * signals scheduler threads, it ends before any of them is joined */
-    for (int i = 0; i < rt->nsched; i++)
-      while (rt->scheds[i].has_thread && !atomic_load(&rt->scheds[i].finished)) sched_yield();
+    if (rt->has_fin) {
+      pthread_mutex_lock(&rt->fin_lock);
+      for (int i = 0; i < rt->nsched; i++)
+        while (rt->scheds[i].has_thread && !atomic_load(&rt->scheds[i].finished))
+          pthread_cond_wait(&rt->fin_cond, &rt->fin_lock);
+      pthread_mutex_unlock(&rt->fin_lock);
+    }
     if (rt->has_watchdog) mb_watchdog_stop(rt);
     if (rt->host_driven && rt->scheds[0].rt) mb_sched_shutdown(&rt->scheds[0]);
     for (int i = 0; i < rt->nsched; i++)
       if (rt->scheds[i].has_thread) pthread_join(rt->scheds[i].thread, NULL);
   }
+  if (rt->has_sig) mb_ossignal_close(rt);
   if (rt->scheds) {
     for (int i = 0; i < rt->nsched; i++) close_loop(&rt->scheds[i]);
     free(rt->scheds);
@@ -99,11 +127,20 @@ void mb_runtime_free(mb_runtime_t *rt) {
   mb_strmap_destroy(&rt->topics, free);
   pthread_mutex_destroy(&rt->names_lock);
   pthread_mutex_destroy(&rt->topics_lock);
+  if (rt->has_wd_lock) {
+    pthread_mutex_destroy(&rt->wd_lock);
+    pthread_cond_destroy(&rt->wd_cond);
+  }
+  if (rt->has_fin) {
+    pthread_mutex_destroy(&rt->fin_lock);
+    pthread_cond_destroy(&rt->fin_cond);
+  }
   if (rt->nodes) mb_nodes_free(rt->nodes);
   free(rt);
 }
 
 int mb_runtime_schedulers(const mb_runtime_t *rt) { return rt->nsched; }
+uint32_t mb_runtime_creation(const mb_runtime_t *rt) { return rt->creation; }
 mb_nodes_t *mb_runtime_nodes(mb_runtime_t *rt) { return rt->nodes; }
 
 int mb_runtime_current_sched(const mb_runtime_t *rt) {
@@ -120,8 +157,10 @@ void *mb_sched_data(const mb_runtime_t *rt, int sched) {
 }
 
 mb_ref_t mb_make_ref(mb_runtime_t *rt) {
+  /* 50 bits of counter, and the creation in the third word: a ref of an
+   * earlier runtime never equals one of this runtime */
   uint64_t n = atomic_fetch_add_explicit(&rt->ref_counter, 1, memory_order_relaxed);
-  mb_ref_t r = {0, {(uint32_t)n & 0x3ffff, (uint32_t)(n >> 18), (uint32_t)(n >> 50)}};
+  mb_ref_t r = {0, {(uint32_t)n & 0x3ffff, (uint32_t)(n >> 18), rt->creation}};
   return r;
 }
 
@@ -213,6 +252,35 @@ int mb_send_after(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, uint64_t ms, con
   if (!id) return MB_ENOMEM;
   if (timer) *timer = id;
   if (s != mb_sched_current()) mb_sched_kick(s); /* it may sleep past the new deadline */
+  return 0;
+}
+
+int mb_send_after_name(mb_runtime_t *rt, mb_pid_t from, const char *name, size_t nlen, uint64_t ms,
+                       const uint8_t *term, size_t len, mb_timer_t *timer) {
+  if (!name || nlen == 0 || nlen > 255) return MB_EINVAL;
+  if (!term || len < 2 || len > UINT32_MAX) return MB_EBADTERM;
+  if (atomic_load(&rt->stopping)) return MB_ESTOPPED;
+  char *copy = malloc(nlen);
+  mb_msg_t *m = copy ? mb_msg_new(MB_K_MSG, from, term, len) : NULL;
+  if (!m) {
+    free(copy);
+    return MB_ENOMEM;
+  }
+  memcpy(copy, name, nlen);
+  mb_sched_t *cur = mb_sched_current();
+  mb_sched_t *s = cur && cur->rt == rt ? cur : &rt->scheds[0];
+  mb_timer_t id = mb_timers_add_named(&s->timers, mb_timer_deadline(mb_now_ns(), ms), copy,
+                                      (uint32_t)nlen, m);
+  if (!id) return MB_ENOMEM;
+  if (timer) *timer = id;
+  if (s != cur) mb_sched_kick(s);
+  return 0;
+}
+
+int mb_timer_ms(double ms, uint64_t *out) {
+  if (!out || ms != ms || ms < 0) return MB_EINVAL; /* NaN, negative */
+  /* infinite and huge delays (2^62 ms and beyond) mean never */
+  *out = ms >= 4611686018427387904.0 ? UINT64_MAX : (uint64_t)ms;
   return 0;
 }
 

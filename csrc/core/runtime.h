@@ -29,20 +29,38 @@ struct mb_runtime {
   pthread_t watchdog;
   int has_watchdog;
   atomic_int wd_quit;                  /* ends the watchdog (not stopping: it must outlive shutdown) */
-  pthread_mutex_t wd_lock;
+  pthread_mutex_t wd_lock;             /* also guards log and the deadline's fields */
   pthread_cond_t wd_cond;
+  int has_wd_lock;
+  uint64_t long_schedule_ms;           /* a run longer than this is logged (100) */
+  mb_log_fn log;
+  void *log_ud;
+  _Atomic uint64_t deadline_ns;        /* mb_runtime_exit_deadline: 0 none */
+  uint64_t deadline_ms;
+  int deadline_code;
+  char deadline_what[64];
   int freed_sched0;
-  /* OS signals forwarded as messages (ossignal.c); handles owned by scheduler 0 */
+  uint32_t creation;                   /* this runtime's (fresh unless opts gave one) */
+  pthread_mutex_t fin_lock;            /* mb_runtime_free waits on fin_cond for schedulers */
+  pthread_cond_t fin_cond;
+  int has_fin, has_sig;
+  /* OS signals forwarded as messages (ossignal.c), watched by a thread of their own */
   _Atomic mb_pid_t sig_pids[MB_NSIG];
-  atomic_int sig_dirty;
-  uv_signal_t *sig_handles[MB_NSIG];
+  atomic_int sig_dirty, sig_quit;
+  uv_signal_t *sig_handles[MB_NSIG];   /* signal thread only */
+  pthread_mutex_t sig_lock;            /* starting and ending the signal thread */
+  int sig_started;
+  pthread_t sig_thread;
+  uv_loop_t sig_loop;
+  uv_async_t sig_async;
 };
 
 /* Registry and pubsub cleanup for an exiting process. */
 void mb_registry_drop(mb_runtime_t *rt, mb_proc_t *p);
 void mb_pubsub_drop(mb_runtime_t *rt, mb_proc_t *p);
-/* OS signal watchers: started/stopped by scheduler 0 on its thread. */
-void mb_ossignal_sync(mb_sched_t *s);
+/* OS signal watchers: the lock at runtime start; the thread (if started) ends
+ * with mb_ossignal_close. */
+void mb_ossignal_init(mb_runtime_t *rt);
 void mb_ossignal_close(mb_runtime_t *rt);
 /* Preemption watchdog. */
 int mb_watchdog_start(mb_runtime_t *rt);

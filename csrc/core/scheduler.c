@@ -84,7 +84,12 @@ static void fire_timers(mb_sched_t *s, uint64_t now_ns) {
   mb_timer_ent_t *e;
   while ((e = mb_timers_pop_due(&s->timers, now_ms))) {
     if (e->msg) {
-      mb_deliver(s->rt, e->to, e->msg);
+      /* a name is looked up now, as erlang:send_after/3 does: if nothing is
+       * registered under it the message is dropped */
+      mb_pid_t to = e->name ? mb_whereis_n(s->rt, e->name, e->nlen) : e->to;
+      if (to) mb_deliver(s->rt, to, e->msg);
+      else mb_msg_free(e->msg);
+      e->msg = NULL;
     } else {
       mb_proc_t *p = mb_proc_acquire(s->rt, e->to);
       if (p) {
@@ -96,7 +101,7 @@ static void fire_timers(mb_sched_t *s, uint64_t now_ns) {
         mb_proc_release(p);
       }
     }
-    free(e);
+    mb_timers_free_ent(e);
   }
 }
 
@@ -113,6 +118,7 @@ static int run_one(mb_sched_t *s, mb_proc_t *p) {
     mb_proc_terminate(p, 0);
     return 0;
   }
+  atomic_store_explicit(&s->current_pid, p->pid, memory_order_relaxed);
   atomic_store_explicit(&s->current, p, memory_order_release);
   atomic_fetch_add_explicit(&s->run_seq, 1, memory_order_release);
   int r = p->beh->run(p, p->bstate);
@@ -198,7 +204,6 @@ static void sleep_until_work(mb_sched_t *s, uint64_t now_ns) {
 /* One pass of the loop; blocks only if may_block and nothing is ready. */
 static void iteration(mb_sched_t *s, int may_block, uint64_t budget_ns) {
   take_remote(s);
-  if (s->index == 0) mb_ossignal_sync(s);
   uint64_t start = mb_now_ns(), now = start;
   fire_timers(s, now);
   unsigned n = 0;
@@ -295,6 +300,9 @@ void mb_sched_shutdown(mb_sched_t *s) {
     mb_proc_terminate(p, 1);
   }
   if (rt->hooks.fini) rt->hooks.fini(rt, s->index, rt->hooks.ud);
+  pthread_mutex_lock(&rt->fin_lock);
   atomic_store(&s->finished, 1);
+  pthread_cond_broadcast(&rt->fin_cond);
+  pthread_mutex_unlock(&rt->fin_lock);
   tls_sched = saved;
 }

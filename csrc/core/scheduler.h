@@ -28,8 +28,10 @@ struct mb_sched {
   atomic_int nprocs;                    /* load, for placement */
   /* preemption: the watchdog compares run_seq across ticks */
   _Atomic(mb_proc_t *) current;
+  _Atomic mb_pid_t current_pid;         /* current's pid, for the watchdog's reports */
   _Atomic uint64_t run_seq;
-  uint64_t seen_seq;                    /* watchdog's view */
+  uint64_t seen_seq, warned_seq;        /* watchdog's view */
+  uint64_t busy_since_ns;               /* watchdog: when the current run was first seen */
   /* counters (relaxed atomics: read by other threads) */
   _Atomic uint64_t spawned, exited, sent, received, reductions, runs, busy_ns, idle_ns;
   uint64_t last_poll_ns;

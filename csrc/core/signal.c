@@ -80,32 +80,27 @@ static void exit_signal(mb_proc_t *p, mb_pid_t from, const uint8_t *reason, size
   }
 }
 
-/* 1 if ref was abandoned (and forgets it: one reply per ref). */
-static int take_abandoned(mb_proc_t *p, mb_ref_t ref) {
-  uint32_t n = p->nabandoned < MB_ABANDONED ? p->nabandoned : MB_ABANDONED;
-  for (uint32_t i = 0; i < n; i++) {
-    if (mb_ref_equal(p->abandoned[i], ref)) {
-      memset(&p->abandoned[i], 0, sizeof p->abandoned[i]);
-      return 1;
-    }
-  }
-  return 0;
-}
-
 static void apply(mb_proc_t *p, mb_msg_t *m) {
   mb_monitor_t mon;
   switch ((mb_kind_t)m->kind) {
   case MB_K_MSG:
     mb_queue_append(p, m);
     return;
-  case MB_K_REPLY:
-    if (!take_abandoned(p, m->ref)) {
+  case MB_K_REPLY: {
+    /* As OTP's alias monitors: a reply is kept only while its ref is an
+     * active alias of the receiver, i.e. a monitor it holds that has not
+     * fired, been removed or abandoned, nor already taken a reply. So a late
+     * or second reply never reaches the mailbox, and no ref list is kept. */
+    mb_monitor_t *mo = mb_mons_find(p, m->ref, 1);
+    if (mo && mo->alias) {
+      mo->alias = 0;
       mb_queue_append(p, m);
       return;
     }
     break;
+  }
   case MB_K_DOWN:
-    if (mb_mons_remove(p, m->ref, &mon)) {
+    if (mb_mons_remove(p, m->ref, 1, &mon)) {
       mb_queue_append(p, m);
       return;
     }
@@ -125,8 +120,13 @@ static void apply(mb_proc_t *p, mb_msg_t *m) {
   case MB_K_MONITOR:
     mb_mons_add(p, m->ref, m->from, 0);
     break;
-  case MB_K_DEMONITOR:
-    mb_mons_remove(p, m->ref, NULL);
+  case MB_K_DEMONITOR: {
+    /* only the process that holds a monitor removes it */
+    mb_monitor_t *mo = mb_mons_find(p, m->ref, 0);
+    if (mo && mo->pid == m->from) mb_mons_remove(p, m->ref, 0, NULL);
+    break;
+  }
+  case MB_K_DEAD:
     break;
   }
   mb_msg_free(m);
@@ -175,7 +175,8 @@ void mb_proc_terminate(mb_proc_t *p, int shutdown) {
     } else if (late->kind == MB_K_UNLINK) {
       mb_links_remove(p, late->from);
     } else if (late->kind == MB_K_DEMONITOR) {
-      mb_mons_remove(p, late->ref, NULL);
+      mb_monitor_t *mo = mb_mons_find(p, late->ref, 0);
+      if (mo && mo->pid == late->from) mb_mons_remove(p, late->ref, 0, NULL);
     }
     mb_msg_free(late);
     late = next;
@@ -208,9 +209,6 @@ void mb_proc_terminate(mb_proc_t *p, int shutdown) {
   mb_proc_unlock(p);
   free(p->reason);
   p->reason = NULL;
-  free(p->abandoned);
-  p->abandoned = NULL;
-  p->nabandoned = 0;
   p->bstate = NULL;
   mb_sched_t *s = p->sched;
   atomic_fetch_sub_explicit(&s->nprocs, 1, memory_order_relaxed);
@@ -246,7 +244,8 @@ int mb_monitor(mb_proc_t *self, mb_pid_t pid, mb_ref_t *ref) {
 
 int mb_demonitor(mb_proc_t *self, mb_ref_t ref, int flush) {
   mb_monitor_t mon;
-  int active = mb_mons_remove(self, ref, &mon) && mon.watching;
+  /* a monitor held on self by another process is not self's to remove */
+  int active = mb_mons_remove(self, ref, 1, &mon);
   if (active) send_signal(self->rt, MB_K_DEMONITOR, self->pid, mon.pid, ref, NULL, 0);
   if (flush) {
     mb_proc_drain(self);
@@ -263,18 +262,10 @@ int mb_send_reply(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, mb_ref_t ref, co
 }
 
 int mb_abandon_reply(mb_proc_t *self, mb_ref_t ref) {
-  if (!self->abandoned && !(self->abandoned = calloc(MB_ABANDONED, sizeof(mb_ref_t))))
-    return MB_ENOMEM;
-  self->abandoned[self->nabandoned++ % MB_ABANDONED] = ref;
-  /* a reply already queued is dropped now: later ones at arrival */
+  mb_monitor_t *mo = mb_mons_find(self, ref, 1);
+  if (mo) mo->alias = 0; /* later replies are dropped on arrival */
   mb_proc_drain(self);
-  for (mb_msg_t **slot = &self->qhead; *slot; slot = &(*slot)->next) {
-    if ((*slot)->kind == MB_K_REPLY && mb_ref_equal((*slot)->ref, ref)) {
-      take_abandoned(self, ref);
-      mb_queue_remove_kind(self, MB_K_REPLY, ref);
-      break;
-    }
-  }
+  mb_queue_remove_kind(self, MB_K_REPLY, ref); /* one already queued goes now */
   return 0;
 }
 

@@ -54,6 +54,9 @@ int mb_spawn(mb_runtime_t *rt, const mb_behaviour_t *b, void *state, const mb_sp
   p->bstate = state;
   p->qhead = NULL;
   p->qtail = &p->qhead;
+  p->kidx = NULL;
+  p->kcap = p->kfill = p->kn = 0;
+  p->klossy = 0;
   mb_queue_reset_scan(p);
   p->reason = NULL;
   p->timeout_ms = -1;
@@ -63,7 +66,8 @@ int mb_spawn(mb_runtime_t *rt, const mb_behaviour_t *b, void *state, const mb_sp
   /* Published only now: from here mb_proc_acquire succeeds, and anyone who
    * gets a ref (a sender, mb_runtime_stats, mb_proc_info) sees the fields above. */
   atomic_fetch_or_explicit(&p->ctl, MB_CTL_ALIVE, memory_order_release);
-  if (o && o->name && (err = mb_register(rt, o->name, p->pid))) {
+  if (o && o->name &&
+      (err = mb_register_n(rt, o->name, o->name_len ? o->name_len : strlen(o->name), p->pid))) {
     mb_proc_mark_dead(p);
     mb_proc_release(p);
     goto out;

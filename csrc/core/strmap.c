@@ -1,12 +1,16 @@
-/* strmap.c: chained hash map keyed by NUL-terminated strings (FNV-1a). */
+/* strmap.c: chained hash map keyed by byte strings (FNV-1a), compared by length. */
 #include <stdlib.h>
 #include <string.h>
 #include "strmap.h"
 
-static uint64_t hash_str(const char *s) {
+static uint64_t hash_str(const char *s, size_t len) {
   uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
   return h;
+}
+
+static int same(const mb_strent_t *e, uint64_t h, const char *key, size_t len) {
+  return e->hash == h && e->len == len && memcmp(e->key, key, len) == 0;
 }
 
 void mb_strmap_init(mb_strmap_t *m) {
@@ -29,11 +33,11 @@ void mb_strmap_destroy(mb_strmap_t *m, void (*free_value)(void *)) {
   mb_strmap_init(m);
 }
 
-mb_strent_t *mb_strmap_get(const mb_strmap_t *m, const char *key) {
+mb_strent_t *mb_strmap_get(const mb_strmap_t *m, const char *key, size_t len) {
   if (!m->nbuckets) return NULL;
-  uint64_t h = hash_str(key);
+  uint64_t h = hash_str(key, len);
   for (mb_strent_t *e = m->buckets[h & (m->nbuckets - 1)]; e; e = e->next)
-    if (e->hash == h && strcmp(e->key, key) == 0) return e;
+    if (same(e, h, key, len)) return e;
   return NULL;
 }
 
@@ -56,28 +60,29 @@ static int grow(mb_strmap_t *m) {
   return 0;
 }
 
-mb_strent_t *mb_strmap_put(mb_strmap_t *m, const char *key) {
-  mb_strent_t *e = mb_strmap_get(m, key);
+mb_strent_t *mb_strmap_put(mb_strmap_t *m, const char *key, size_t len) {
+  mb_strent_t *e = mb_strmap_get(m, key, len);
   if (e) return e;
   if (m->count >= m->nbuckets * 3 / 4 && grow(m)) return NULL;
-  size_t len = strlen(key);
   e = malloc(sizeof *e + len + 1);
   if (!e) return NULL;
-  e->hash = hash_str(key);
+  e->hash = hash_str(key, len);
   e->value = NULL;
-  memcpy(e->key, key, len + 1);
+  e->len = len;
+  memcpy(e->key, key, len);
+  e->key[len] = 0;
   e->next = m->buckets[e->hash & (m->nbuckets - 1)];
   m->buckets[e->hash & (m->nbuckets - 1)] = e;
   m->count++;
   return e;
 }
 
-void *mb_strmap_remove(mb_strmap_t *m, const char *key) {
+void *mb_strmap_remove(mb_strmap_t *m, const char *key, size_t len) {
   if (!m->nbuckets) return NULL;
-  uint64_t h = hash_str(key);
+  uint64_t h = hash_str(key, len);
   for (mb_strent_t **pe = &m->buckets[h & (m->nbuckets - 1)]; *pe; pe = &(*pe)->next) {
     mb_strent_t *e = *pe;
-    if (e->hash == h && strcmp(e->key, key) == 0) {
+    if (same(e, h, key, len)) {
       void *v = e->value;
       *pe = e->next;
       free(e);

@@ -12,7 +12,7 @@
 
 #define BAD MB_EBADTERM
 #define NODES_MAX 256 /* node indexes fit the pid's 8 node bits */
-#define SERIAL_MAX 0xFFFFFFu /* a pid's serial has 24 bits */
+#define IDX24_MAX 0xFFFFFFu /* a local pid's index, a remote pid's serial: 24 bits */
 #define REF_WORDS_MAX 5 /* as many id words as Erlang sends */
 
 /* ---------------------------------------------------------------- UTF-8 */
@@ -93,14 +93,17 @@ static int node_find(const mb_nodes_t *t, uint32_t from, uint32_t to, const char
   return -1;
 }
 
-/* A NULL table knows only nonode@nohost (creation 0), as index 0. */
+/* A NULL table knows only nonode@nohost, as index 0, whatever its creation (a
+ * decoder without a table cannot tell runtimes apart; a runtime's own table,
+ * whose node 0 carries the runtime's creation, does). */
 int mb_nodes_index(mb_nodes_t *t, const char *name, size_t len, uint32_t creation)
 {
   uint32_t seen, n;
   int i;
   if (!name || len > 255) return MB_EINVAL;
   if (!t) {
-    if (creation == 0 && len == sizeof MB_NONODE - 1 && !memcmp(name, MB_NONODE, len)) return 0;
+    (void)creation;
+    if (len == sizeof MB_NONODE - 1 && !memcmp(name, MB_NONODE, len)) return 0;
     return MB_ELIMIT;
   }
   seen = atomic_load_explicit(&t->count, memory_order_acquire);
@@ -462,7 +465,6 @@ static int ident_at(const uint8_t *p, const uint8_t *end, ident_t *id, const uin
   if (tag == MB_ETF_NEW_PID || tag == MB_ETF_PID) {
     id->creation = crn == 1 ? q[0] : mb_be32(q);
     q += crn;
-    if (id->w[1] > SERIAL_MAX) return BAD;
   }
   *next = q;
   return 0;
@@ -744,8 +746,13 @@ int mb_dec_pid(mb_dec_t *d, mb_pid_t *pid)
 {
   ident_t id;
   int node, r = dec_ident(d, MB_ETF_NEW_PID, MB_ETF_PID, &id, &node);
-  if (!r) *pid = mb_pid_make((uint32_t)node, id.w[0], id.w[1]);
-  return r;
+  if (r) return r;
+  /* A pid of this node past the 24-bit index never named one of its processes:
+   * it decodes as index 0, a slot never used, so it is always dead. A remote
+   * serial keeps its low 24 bits (2^24 wraps of a node's 28-bit ids). */
+  if (node == 0 && id.w[0] > IDX24_MAX) *pid = mb_pid_make(0, 0, id.w[1] ? id.w[1] : 1);
+  else *pid = mb_pid_make((uint32_t)node, id.w[0], id.w[1]);
+  return 0;
 }
 
 /* Only three id words fit mb_ref_t: more must be zero (else MB_EBADTERM). */

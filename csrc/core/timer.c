@@ -23,11 +23,14 @@ int mb_timers_init(mb_timers_t *t, int sched) {
   return 0;
 }
 
+void mb_timers_free_ent(mb_timer_ent_t *e) {
+  mb_msg_free(e->msg);
+  free(e->name);
+  free(e);
+}
+
 void mb_timers_destroy(mb_timers_t *t) {
-  for (uint32_t i = 0; i < t->n; i++) {
-    mb_msg_free(t->heap[i]->msg);
-    free(t->heap[i]);
-  }
+  for (uint32_t i = 0; i < t->n; i++) mb_timers_free_ent(t->heap[i]);
   free(t->heap);
   free(t->index);
   pthread_mutex_destroy(&t->lock);
@@ -119,13 +122,15 @@ static void remove_at(mb_timers_t *t, uint32_t i, uint32_t s) {
   publish_earliest(t);
 }
 
-mb_timer_t mb_timers_add(mb_timers_t *t, uint64_t deadline_ms, mb_pid_t to, mb_msg_t *msg,
-                         uint32_t wait_seq) {
+static mb_timer_t add(mb_timers_t *t, uint64_t deadline_ms, mb_pid_t to, mb_msg_t *msg,
+                      uint32_t wait_seq, char *name, uint32_t nlen) {
   mb_timer_ent_t *e = malloc(sizeof *e);
-  if (!e) { mb_msg_free(msg); return 0; }
+  if (!e) { mb_msg_free(msg); free(name); return 0; }
   e->deadline_ms = deadline_ms;
   e->to = to;
   e->msg = msg;
+  e->name = name;
+  e->nlen = nlen;
   e->wait_seq = wait_seq;
   pthread_mutex_lock(&t->lock);
   if (t->n == t->cap) {
@@ -150,9 +155,18 @@ mb_timer_t mb_timers_add(mb_timers_t *t, uint64_t deadline_ms, mb_pid_t to, mb_m
   return id;
 oom:
   pthread_mutex_unlock(&t->lock);
-  mb_msg_free(msg);
-  free(e);
+  mb_timers_free_ent(e);
   return 0;
+}
+
+mb_timer_t mb_timers_add(mb_timers_t *t, uint64_t deadline_ms, mb_pid_t to, mb_msg_t *msg,
+                         uint32_t wait_seq) {
+  return add(t, deadline_ms, to, msg, wait_seq, NULL, 0);
+}
+
+mb_timer_t mb_timers_add_named(mb_timers_t *t, uint64_t deadline_ms, char *name, uint32_t nlen,
+                               mb_msg_t *msg) {
+  return add(t, deadline_ms, 0, msg, 0, name, nlen);
 }
 
 int64_t mb_timers_cancel(mb_timers_t *t, mb_timer_t id, uint64_t now_ms) {
@@ -165,9 +179,9 @@ int64_t mb_timers_cancel(mb_timers_t *t, mb_timer_t id, uint64_t now_ms) {
   mb_timer_ent_t *e = t->index[s];
   remove_at(t, e->heap_idx, s);
   pthread_mutex_unlock(&t->lock);
-  int64_t left = e->deadline_ms > now_ms ? (int64_t)(e->deadline_ms - now_ms) : 0;
-  mb_msg_free(e->msg);
-  free(e);
+  uint64_t d = e->deadline_ms > now_ms ? e->deadline_ms - now_ms : 0;
+  int64_t left = d > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)d;
+  mb_timers_free_ent(e);
   return left;
 }
 

@@ -14,6 +14,8 @@ typedef struct mb_timer_ent {
   mb_timer_t id;
   mb_pid_t to;
   mb_msg_t *msg;        /* send_after: the message; NULL: a receive timeout */
+  char *name;           /* send_after to a name: resolved when it fires (malloc'd), else NULL */
+  uint32_t nlen;
   uint32_t wait_seq;    /* receive timeout: which wait */
   uint32_t heap_idx;
 } mb_timer_ent_t;
@@ -32,9 +34,19 @@ typedef struct mb_timers {
 int mb_timers_init(mb_timers_t *t, int sched);
 /* Frees every pending timer and its message. */
 void mb_timers_destroy(mb_timers_t *t);
+/* Deadline of a timer that never fires (an infinite or huge delay): it waits
+ * in the heap until cancelled or the runtime ends. */
+#define MB_TIMER_NEVER (UINT64_MAX - 1)
+
 /* Adds a timer; takes msg. Returns its id (0 on out of memory; msg freed). */
 mb_timer_t mb_timers_add(mb_timers_t *t, uint64_t deadline_ms, mb_pid_t to, mb_msg_t *msg,
                          uint32_t wait_seq);
+/* Same, to the process registered as name[0..nlen) when it fires; takes msg
+ * and name (a malloc'd copy). */
+mb_timer_t mb_timers_add_named(mb_timers_t *t, uint64_t deadline_ms, char *name, uint32_t nlen,
+                               mb_msg_t *msg);
+/* Frees a popped or cancelled entry with its message and name. */
+void mb_timers_free_ent(mb_timer_ent_t *e);
 /* Removes a timer: ms left (>= 0), or MB_ENOENT. */
 int64_t mb_timers_cancel(mb_timers_t *t, mb_timer_t id, uint64_t now_ms);
 /* Pops the earliest timer due at now_ms, or NULL; the caller frees it. */
@@ -46,6 +58,10 @@ int mb_timer_sched(mb_timer_t id);
  * floor(now / 1 ms) >= deadline, so the start is rounded up: a timer is never
  * early (it may be up to 1 ms late). Use the same rounding for "ms left". */
 static inline uint64_t mb_ceil_ms(uint64_t now_ns) { return (now_ns + 999999u) / 1000000u; }
-static inline uint64_t mb_timer_deadline(uint64_t now_ns, uint64_t ms) { return mb_ceil_ms(now_ns) + ms; }
+/* Saturates: a delay past 2^62 ms (a hundred million years) never fires. */
+static inline uint64_t mb_timer_deadline(uint64_t now_ns, uint64_t ms)
+{
+  return ms >= (1ull << 62) ? MB_TIMER_NEVER : mb_ceil_ms(now_ns) + ms;
+}
 
 #endif

@@ -39,8 +39,11 @@ const char *mb_strerror(int err);
 
 /* ---------------------------------------------------------------- identifiers */
 
-/* A process id: bits 0-31 slot index, 32-55 serial (slot generation), 56-63 node
- * index (0 = this node). 0 is never a valid pid. */
+/* A process id: bits 56-63 node index (0 = this node). A local pid has its slot
+ * index in bits 0-23 and its serial (slot generation, 32 bits) in 24-55, so a
+ * pid repeats only after 2^32 spawns through one slot (and slots are reused in
+ * FIFO order); a remote pid keeps the other node's 32-bit id in bits 0-31 and
+ * a 24-bit serial in 32-55. 0 is never a valid pid. */
 typedef uint64_t mb_pid_t;
 
 /* Builds a pid from its parts. */
@@ -207,8 +210,9 @@ typedef struct mb_runtime_opts {
   unsigned slice_us;     /* time slice before preemption; 0: 1000 */
   int preempt;           /* 1: a watchdog signals schedulers whose process overruns its slice */
   const char *node_name; /* NULL: "nonode@nohost" */
-  uint32_t creation;
+  uint32_t creation;     /* 0: a fresh random one, so each start is a new incarnation */
   const mb_sched_hooks_t *hooks; /* may be NULL */
+  unsigned long_schedule_ms; /* a process holding its scheduler longer is logged; 0: 100 */
 } mb_runtime_opts_t;
 
 /* Makes a runtime and starts its scheduler threads (all of them, or 1..N-1 when
@@ -224,8 +228,24 @@ void mb_runtime_stop(mb_runtime_t *rt);
 /* Stops (if not yet), ends every process, joins every thread and frees all.
  * Host-driven: call from the host thread. */
 void mb_runtime_free(mb_runtime_t *rt);
+/* Where the runtime's own warnings and errors go (long_schedule, a passed exit
+ * deadline): called on the runtime's watchdog thread, never on a scheduler, so
+ * it must not call into a Lua VM. NULL restores the default, stderr. */
+enum { MB_LOG_WARNING = 1, MB_LOG_ERROR = 2 };
+typedef void (*mb_log_fn)(void *ud, int level, const char *msg);
+void mb_runtime_set_log(mb_runtime_t *rt, mb_log_fn fn, void *ud);
+/* Arms an exit deadline, for a runner's shutdown timeout: if it is still armed
+ * ms from now (mb_runtime_free has not returned, or a process is stuck), the
+ * runtime logs "<what> did not finish within <ms> ms", naming each process
+ * holding a scheduler and the processes still alive (pid and registered
+ * name), and ends the OS process with _exit(code). The watchdog thread does
+ * this, so processes stuck in C calls cannot delay it. ms = UINT64_MAX
+ * disarms it; calling again re-arms it. `what` may be NULL ("shutdown"). */
+int mb_runtime_exit_deadline(mb_runtime_t *rt, uint64_t ms, int code, const char *what);
 /* Number of schedulers. */
 int mb_runtime_schedulers(const mb_runtime_t *rt);
+/* The runtime's creation (its incarnation: pids and refs it makes carry it). */
+uint32_t mb_runtime_creation(const mb_runtime_t *rt);
 /* The runtime's node table. */
 mb_nodes_t *mb_runtime_nodes(mb_runtime_t *rt);
 /* Index of the scheduler running on this thread, or -1 on another thread. */
@@ -265,6 +285,7 @@ typedef struct mb_spawn_opts {
   mb_ref_t *mon_ref;   /* required with monitor */
   int trap_exit;       /* child starts trapping exits */
   const char *name;    /* register the child under this name (MB_EEXIST if taken) */
+  size_t name_len;     /* bytes of name; 0: strlen(name) */
 } mb_spawn_opts_t;
 
 /* Spawns a process running behaviour `b` with `state`. On failure `state` is
@@ -339,19 +360,27 @@ int mb_unlink(mb_proc_t *self, mb_pid_t pid);
 /* Monitors pid: one {'DOWN', Ref, process, Pid, Reason} when it exits (noproc
  * at once if it is dead). */
 int mb_monitor(mb_proc_t *self, mb_pid_t pid, mb_ref_t *ref);
-/* Removes a monitor; with flush, also a DOWN for it already queued. Returns 1 if
- * the monitor was active, 0 if not (already fired or unknown). */
+/* Removes a monitor self holds; with flush, also a DOWN for it already queued
+ * (found through an index: the cost does not depend on the queue's length).
+ * Returns 1 if the monitor was active, 0 if not (already fired or unknown). A
+ * monitor another process holds on self is not self's to remove: it stays and
+ * 0 is returned. */
 int mb_demonitor(mb_proc_t *self, mb_ref_t ref, int flush);
 /* Sends an exit signal to `to` as Erlang's exit/2 (from 0: outside any process):
  * normal is ignored unless trapped or sent to itself; kill cannot be trapped. */
 int mb_exit_signal(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, const uint8_t *reason, size_t len);
 
-/* Sends a reply tagged ref (a gen call's answer): like mb_send, but a receiver
- * that abandoned ref drops it on arrival. */
+/* Sends a reply tagged ref (a gen call's answer). As OTP's alias monitors,
+ * ref must be a monitor the receiver holds (mb_monitor's ref, which a call
+ * sends with its request): the receiver keeps the first reply tagged ref that
+ * arrives while that monitor is active and not abandoned, and drops any other
+ * (a late reply after a timeout, a second reply, a reply after the DOWN or
+ * after mb_demonitor). */
 int mb_send_reply(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, mb_ref_t ref, const uint8_t *term,
                   size_t len);
 /* Gives up waiting for the reply tagged ref (a call timed out): a queued one is
- * removed, a later one dropped (the last 64 abandoned refs are remembered). */
+ * removed and every later one dropped on arrival; nothing is remembered beyond
+ * the monitor itself, so any number of calls may be abandoned. */
 int mb_abandon_reply(mb_proc_t *self, mb_ref_t ref);
 
 /* ---------------------------------------------------------------- refs, timers */
@@ -361,39 +390,66 @@ mb_ref_t mb_make_ref(mb_runtime_t *rt);
 
 typedef uint64_t mb_timer_t;
 /* Sends term to `to` after ms milliseconds. The timer lives on the calling
- * thread's scheduler, or on the destination's when called from another thread. */
+ * thread's scheduler, or on the destination's when called from another thread.
+ * A delay of 2^62 ms or more (UINT64_MAX: infinity) never fires: the timer
+ * waits until cancelled (mb_cancel_timer then reports INT64_MAX ms left). */
 int mb_send_after(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, uint64_t ms,
                   const uint8_t *term, size_t len, mb_timer_t *timer);
+/* Same, to the process registered as name[0..nlen) (1..255 bytes, any bytes)
+ * at the time of delivery, as erlang:send_after/3 with a name: nothing needs to
+ * be registered when it is called, and the message is dropped if nothing is
+ * when it fires. The timer lives on the calling thread's scheduler, else 0's. */
+int mb_send_after_name(mb_runtime_t *rt, mb_pid_t from, const char *name, size_t nlen, uint64_t ms,
+                       const uint8_t *term, size_t len, mb_timer_t *timer);
+/* Converts a delay given as a double (a Lua number) for mb_send_after and
+ * timeouts without an undefined cast: NaN and negative delays are MB_EINVAL;
+ * infinity and anything from 2^62 ms up give UINT64_MAX (never); otherwise
+ * the delay rounded down. */
+int mb_timer_ms(double ms, uint64_t *out);
 /* Cancels a timer: returns the milliseconds that were left (>= 0), or MB_ENOENT
  * if it already fired or was cancelled. */
 int64_t mb_cancel_timer(mb_runtime_t *rt, mb_timer_t timer);
 
 /* ---------------------------------------------------------------- registry, pubsub */
 
-/* Registers pid under name; MB_EEXIST if the name is taken or pid has a name,
- * MB_ENOPROC if pid is dead. The name goes away when the process exits. */
+/* Names and topics are byte strings compared by length: the _n functions take
+ * any bytes ("a\0b" is not "a"); the others take a NUL-terminated string. */
+
+/* Registers pid under name (1..255 bytes); MB_EEXIST if the name is taken or
+ * pid has a name, MB_ENOPROC if pid is dead. The name goes away when the
+ * process exits. */
 int mb_register(mb_runtime_t *rt, const char *name, mb_pid_t pid);
+int mb_register_n(mb_runtime_t *rt, const char *name, size_t len, mb_pid_t pid);
 /* Removes a name; MB_ENOENT if not registered. */
 int mb_unregister(mb_runtime_t *rt, const char *name);
+int mb_unregister_n(mb_runtime_t *rt, const char *name, size_t len);
 /* The pid registered under name, or 0. */
 mb_pid_t mb_whereis(mb_runtime_t *rt, const char *name);
-/* Copies pid's registered name into buf (NUL-terminated); 0 if none. */
+mb_pid_t mb_whereis_n(mb_runtime_t *rt, const char *name, size_t len);
+/* Copies pid's registered name into buf (NUL-terminated after its bytes, which
+ * may hold NULs); returns its length (cut to cap - 1), 0 if none. */
 size_t mb_registered_name(mb_runtime_t *rt, mb_pid_t pid, char *buf, size_t cap);
 
 /* Subscribes pid to topic (idempotent); removed when pid exits. */
 int mb_subscribe(mb_runtime_t *rt, const char *topic, mb_pid_t pid);
+int mb_subscribe_n(mb_runtime_t *rt, const char *topic, size_t len, mb_pid_t pid);
 /* Unsubscribes pid from topic (idempotent). */
 int mb_unsubscribe(mb_runtime_t *rt, const char *topic, mb_pid_t pid);
+int mb_unsubscribe_n(mb_runtime_t *rt, const char *topic, size_t len, mb_pid_t pid);
 /* Sends term to every subscriber of topic except `skip` (0: none), sharing one
  * copy of the term; returns the number of subscribers it was sent to. */
 int mb_broadcast(mb_runtime_t *rt, mb_pid_t from, const char *topic, mb_pid_t skip,
                  const uint8_t *term, size_t len);
+int mb_broadcast_n(mb_runtime_t *rt, mb_pid_t from, const char *topic, size_t tlen, mb_pid_t skip,
+                   const uint8_t *term, size_t len);
 /* Number of subscribers of topic. */
 int mb_subscribers(mb_runtime_t *rt, const char *topic);
+int mb_subscribers_n(mb_runtime_t *rt, const char *topic, size_t len);
 
 /* Delivers the OS signal signum (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
  * SIGUSR2) to pid as the message {signal, 'SIGTERM'} instead of its default
- * action; pid 0 restores the default. Watched on scheduler 0's loop. */
+ * action; pid 0 restores the default. Watched by a thread of the runtime's own
+ * that runs no process, so delivery does not wait for any scheduler. */
 int mb_signal_notify(mb_runtime_t *rt, int signum, mb_pid_t pid);
 
 /* ---------------------------------------------------------------- observability */

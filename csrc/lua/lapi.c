@@ -9,8 +9,6 @@
 #include "lmb.h"
 #include "lterm.h"
 
-static const char CRASH_KEY = 0;
-
 static mb_pid_t self_pid(lua_State *L) {
   mbl_vm_t *vm = mbl_vm(L);
   return vm && vm->running ? mb_self(vm->running->self) : 0;
@@ -35,7 +33,9 @@ int mbl_encode_reason(lua_State *L, int idx, mb_enc_t *e, char *err, size_t errl
 /* A pid from a pid value or a registered name; raises on anything else. */
 static mb_pid_t dest_pid(lua_State *L, mb_runtime_t *rt, int idx, const char *fn) {
   if (lua_type(L, idx) == LUA_TSTRING) {
-    mb_pid_t pid = mb_whereis(rt, lua_tostring(L, idx));
+    size_t nl;
+    const char *nm = lua_tolstring(L, idx, &nl);
+    mb_pid_t pid = mb_whereis_n(rt, nm, nl);
     if (!pid) luaL_error(L, "%s: no process registered as '%s'", fn, lua_tostring(L, idx));
     return pid;
   }
@@ -53,7 +53,7 @@ static int l_self(lua_State *L) {
 
 static int l_send(lua_State *L) {
   mb_runtime_t *rt = mbl_rt(L);
-  luaL_checkany(L, 2);
+  if (lua_gettop(L) != 2) return luaL_error(L, "send: expected a destination and one message");
   mb_pid_t to = dest_pid(L, rt, 1, "send");
   mb_enc_t e;
   mbl_encode_msg(L, 2, &e, "msg");
@@ -122,18 +122,31 @@ static int l_exit_signal(lua_State *L) {
   return 1;
 }
 
+/* exit(reason): raises an exit error (pcall can catch it; the process ends
+ * with reason); exit(pid, reason): an exit signal */
+static int l_exit(lua_State *L) {
+  if (lua_gettop(L) > 1) return l_exit_signal(L);
+  lua_settop(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "reason");
+  luaL_setmetatable(L, "moonbeam.exit");
+  return lua_error(L);
+}
+
 static int l_trap_exit(lua_State *L) {
   mbl_proc_t *lp = mbl_self(L, 0);
-  luaL_checkany(L, 1);
+  if (lua_gettop(L) != 1) return luaL_error(L, "trap_exit: expected one boolean");
   lua_pushboolean(L, mb_trap_exit(lp->self, lua_toboolean(L, 1)));
   return 1;
 }
 
 static int l_register(lua_State *L) {
   mb_runtime_t *rt = mbl_rt(L);
-  const char *name = luaL_checkstring(L, 1);
+  size_t nl;
+  const char *name = luaL_checklstring(L, 1, &nl);
   mb_pid_t pid = lua_isnoneornil(L, 2) ? mb_self(mbl_self(L, 0)->self) : mb_lterm_checkpid(L, 2);
-  int r = mb_register(rt, name, pid);
+  int r = mb_register_n(rt, name, nl, pid);
   if (r == MB_EINVAL) return luaL_argerror(L, 1, "name must be 1..255 bytes");
   if (r) {
     lua_pushnil(L);
@@ -145,7 +158,9 @@ static int l_register(lua_State *L) {
 }
 
 static int l_unregister(lua_State *L) {
-  int r = mb_unregister(mbl_rt(L), luaL_checkstring(L, 1));
+  size_t nl;
+  const char *name = luaL_checklstring(L, 1, &nl);
+  int r = mb_unregister_n(mbl_rt(L), name, nl);
   if (r) {
     lua_pushnil(L);
     lua_pushliteral(L, "not_registered");
@@ -156,7 +171,9 @@ static int l_unregister(lua_State *L) {
 }
 
 static int l_whereis(lua_State *L) {
-  mb_pid_t pid = mb_whereis(mbl_rt(L), luaL_checkstring(L, 1));
+  size_t nl;
+  const char *name = luaL_checklstring(L, 1, &nl);
+  mb_pid_t pid = mb_whereis_n(mbl_rt(L), name, nl);
   if (pid) mb_lterm_pushpid(L, pid);
   else lua_pushnil(L);
   return 1;
@@ -164,9 +181,11 @@ static int l_whereis(lua_State *L) {
 
 static int l_send_after(lua_State *L) {
   mb_runtime_t *rt = mbl_rt(L);
-  lua_Number ms = luaL_checknumber(L, 1);
-  luaL_argcheck(L, ms >= 0, 1, "delay must be >= 0 ms");
-  mb_pid_t to = dest_pid(L, rt, 2, "send_after");
+  uint64_t ms;
+  luaL_argcheck(L, mb_timer_ms(luaL_checknumber(L, 1), &ms) == 0, 1, "delay must be >= 0 ms");
+  size_t nl = 0;
+  const char *nm = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &nl) : NULL;
+  mb_pid_t to = nm ? 0 : dest_pid(L, rt, 2, "send_after"); /* a name is resolved at delivery */
   luaL_checkany(L, 3);
   mb_enc_t e;
   char err[256];
@@ -178,7 +197,9 @@ static int l_send_after(lua_State *L) {
   size_t len;
   uint8_t *b = mb_enc_finish(&e, &len);
   mb_timer_t t = 0;
-  int r = b ? mb_send_after(rt, self_pid(L), to, (uint64_t)ms, b, len, &t) : MB_ENOMEM;
+  int r = !b ? MB_ENOMEM
+          : nm ? mb_send_after_name(rt, self_pid(L), nm, nl, ms, b, len, &t)
+               : mb_send_after(rt, self_pid(L), to, ms, b, len, &t);
   free(b);
   /* the runtime is stopping: every process is about to end, the timer with it */
   if (r == MB_ESTOPPED) t = 0;
@@ -240,6 +261,29 @@ static int l_on_signal(lua_State *L) {
   else if (lua_isnoneornil(L, 2)) pid = mb_self(mbl_self(L, 0)->self);
   else pid = mb_lterm_checkpid(L, 2);
   mb_signal_notify(rt, nums[i], pid);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* shutdown_deadline(ms, [code], [what]): if the runtime has not finished
+ * ms from now, the watchdog thread logs what did not stop (each process
+ * holding a scheduler, each one still alive) and ends the OS process with
+ * _exit(code) (default 1); works even when every scheduler is stuck in a C
+ * call. ms = nil, false or math.huge disarms it. For a runner's shutdown
+ * timeout (application.shutdown_timeout). */
+static int l_shutdown_deadline(lua_State *L) {
+  mb_runtime_t *rt = mbl_rt(L);
+  uint64_t ms = UINT64_MAX;
+  if (!lua_isnoneornil(L, 1) && !(lua_isboolean(L, 1) && !lua_toboolean(L, 1))) {
+    lua_Number t = luaL_checknumber(L, 1);
+    luaL_argcheck(L, t >= 0, 1, "must be >= 0 ms");
+    if (t < 1.8e19) ms = (uint64_t)t;
+  }
+  lua_Integer code = luaL_optinteger(L, 2, 1);
+  luaL_argcheck(L, code >= 0 && code <= 255, 2, "exit code must be 0..255");
+  const char *what = luaL_optstring(L, 3, NULL);
+  int r = mb_runtime_exit_deadline(rt, ms, (int)code, what);
+  if (r) return luaL_error(L, "shutdown_deadline: %s", mb_strerror(r));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -377,9 +421,10 @@ static int l_scheduler(lua_State *L) {
 
 static int l_subscribe(lua_State *L) {
   mb_runtime_t *rt = mbl_rt(L);
-  const char *topic = luaL_checkstring(L, 1);
+  size_t tl;
+  const char *topic = luaL_checklstring(L, 1, &tl);
   mb_pid_t pid = lua_isnoneornil(L, 2) ? mb_self(mbl_self(L, 0)->self) : mb_lterm_checkpid(L, 2);
-  int r = mb_subscribe(rt, topic, pid);
+  int r = mb_subscribe_n(rt, topic, tl, pid);
   if (r) {
     lua_pushnil(L);
     lua_pushstring(L, r == MB_ENOPROC ? "noproc" : mb_strerror(r));
@@ -391,9 +436,10 @@ static int l_subscribe(lua_State *L) {
 
 static int l_unsubscribe(lua_State *L) {
   mb_runtime_t *rt = mbl_rt(L);
-  const char *topic = luaL_checkstring(L, 1);
+  size_t tl;
+  const char *topic = luaL_checklstring(L, 1, &tl);
   mb_pid_t pid = lua_isnoneornil(L, 2) ? mb_self(mbl_self(L, 0)->self) : mb_lterm_checkpid(L, 2);
-  mb_unsubscribe(rt, topic, pid);
+  mb_unsubscribe_n(rt, topic, tl, pid);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -401,7 +447,8 @@ static int l_unsubscribe(lua_State *L) {
 /* broadcast(topic, msg, [skip_pid]) -> number delivered */
 static int l_broadcast(lua_State *L) {
   mb_runtime_t *rt = mbl_rt(L);
-  const char *topic = luaL_checkstring(L, 1);
+  size_t tl;
+  const char *topic = luaL_checklstring(L, 1, &tl);
   luaL_checkany(L, 2);
   mb_pid_t skip = lua_isnoneornil(L, 3) ? 0 : mb_lterm_checkpid(L, 3);
   mb_enc_t e;
@@ -413,7 +460,7 @@ static int l_broadcast(lua_State *L) {
   }
   size_t len;
   uint8_t *b = mb_enc_finish(&e, &len);
-  int n = b ? mb_broadcast(rt, self_pid(L), topic, skip, b, len) : MB_ENOMEM;
+  int n = b ? mb_broadcast_n(rt, self_pid(L), topic, tl, skip, b, len) : MB_ENOMEM;
   free(b);
   if (n < 0) return luaL_error(L, "broadcast: %s", mb_strerror(n));
   lua_pushinteger(L, n);
@@ -421,58 +468,27 @@ static int l_broadcast(lua_State *L) {
 }
 
 static int l_subscribers(lua_State *L) {
-  lua_pushinteger(L, mb_subscribers(mbl_rt(L), luaL_checkstring(L, 1)));
+  size_t tl;
+  const char *topic = luaL_checklstring(L, 1, &tl);
+  lua_pushinteger(L, mb_subscribers_n(mbl_rt(L), topic, tl));
   return 1;
-}
-
-static int l_set_crash_handler(lua_State *L) {
-  if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_settop(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &CRASH_KEY);
-  return 0;
-}
-
-void mbl_report_crash(mbl_vm_t *vm, mbl_proc_t *lp, int erridx) {
-  lua_State *L = vm->L, *co = lp->co;
-  mb_pid_t pid = mb_self(lp->self);
-  char name[64];
-  mb_registered_name(mb_proc_runtime(lp->self), pid, name, sizeof name);
-  const char *msg = luaL_tolstring(co, erridx, NULL);
-  luaL_traceback(L, co, NULL, 0);
-  int tb = lua_gettop(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &CRASH_KEY);
-  if (lua_isfunction(L, -1)) {
-    mb_lterm_pushpid(L, pid);
-    if (name[0]) lua_pushstring(L, name);
-    else lua_pushnil(L);
-    lua_pushstring(L, msg);
-    lua_pushvalue(L, tb);
-    if (lua_pcall(L, 4, 0, 0) == LUA_OK) {
-      lua_settop(L, tb - 1);
-      lua_pop(co, 1);
-      return;
-    }
-    fprintf(stderr, "moonbeam: the crash handler failed: %s\n", lua_tostring(L, -1));
-  }
-  fprintf(stderr, "moonbeam: process <%u.%u.%u>%s%s crashed: %s\n%s\n", mb_pid_node(pid),
-          mb_pid_index(pid), mb_pid_serial(pid), name[0] ? " " : "", name, msg, lua_tostring(L, tb));
-  lua_settop(L, tb - 1);
-  lua_pop(co, 1);
 }
 
 static const luaL_Reg funcs[] = {
   {"run", mbl_run}, {"start", mbl_start}, {"step", mbl_step}, {"stop", mbl_stop},
   {"spawn_opt", mbl_spawn_opt}, {"receive", mbl_receive}, {"call", mbl_call},
+  {"spawn", mbl_spawn}, {"spawn_link", mbl_spawn_link}, {"spawn_monitor", mbl_spawn_monitor},
+  {"flush", mbl_flush}, {"sleep", mbl_sleep}, {"exit", l_exit},
   {"self", l_self}, {"send", l_send},
   {"link", l_link}, {"unlink", l_unlink}, {"monitor", l_monitor}, {"demonitor", l_demonitor},
   {"exit_signal", l_exit_signal}, {"trap_exit", l_trap_exit},
   {"register", l_register}, {"unregister", l_unregister}, {"whereis", l_whereis},
   {"send_after", l_send_after}, {"cancel_timer", l_cancel_timer},
-  {"make_ref", l_make_ref}, {"is_pid", l_is_pid}, {"reply", l_reply}, {"clock", l_clock}, {"on_signal", l_on_signal}, {"abandon", l_abandon}, {"alive", l_alive}, {"info", l_info}, {"processes", l_processes},
+  {"make_ref", l_make_ref}, {"is_pid", l_is_pid}, {"reply", l_reply}, {"clock", l_clock}, {"shutdown_deadline", l_shutdown_deadline}, {"on_signal", l_on_signal}, {"abandon", l_abandon}, {"alive", l_alive}, {"info", l_info}, {"processes", l_processes},
   {"stats", l_stats}, {"schedulers", l_schedulers}, {"scheduler", l_scheduler},
   {"subscribe", l_subscribe}, {"unsubscribe", l_unsubscribe}, {"broadcast", l_broadcast},
   {"subscribers", l_subscribers},
-  {"set_crash_handler", l_set_crash_handler},
+  {"set_crash_handler", mbl_set_crash_handler},
   {"atom", mb_lterm_atom}, {"tuple", mb_lterm_tuple},
   {NULL, NULL}
 };

@@ -10,6 +10,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <signal.h>
+#include <stdint.h>
+#include <time.h>
 #include "moonbeam.h"
 
 typedef struct mbl_vm mbl_vm_t;
@@ -23,6 +25,9 @@ typedef struct mbl_rt {
   int host;                /* started by mb.start (host-driven steps), not mb.run */
   /* mb.run's main process: its results (registry ref in main_L) or its error */
   int main_done, main_ok, main_ref;
+  /* a VM installed moonbeam.logger's crash handler: every VM without a handler
+   * loads it before its first crash report (one report format everywhere) */
+  volatile int crash_logger;
 } mbl_rt_t;
 
 struct mbl_vm {
@@ -31,6 +36,9 @@ struct mbl_vm {
   int sched;
   int owned;               /* 1: made by us, closed at scheduler end */
   mbl_proc_t *running;     /* the process being resumed, or NULL */
+  /* the coroutine of `running` that runs now: its own, or a nested one resumed
+   * through moonbeam's coroutine.resume/wrap (read by the preemption signal) */
+  lua_State *volatile cur;
 };
 
 enum { MBL_YIELD_NONE = 0, MBL_YIELD_WAIT, MBL_YIELD_PREEMPT };
@@ -47,9 +55,16 @@ struct mbl_proc {
   int yield_why;
   uint64_t deadline_ms;    /* receive deadline while waiting, 0: none */
   mb_ref_t await_ref;      /* the call being waited for (mbl_call) */
-  volatile sig_atomic_t armed; /* preemption hook set */
+  volatile sig_atomic_t armed; /* preemption hook set, on `hooked` */
+  lua_State *volatile hooked;
+  /* the user's hook on `hooked` (debug.sethook), chained while armed */
+  lua_Hook user_hook;
+  int user_mask, user_count;
+  int env_ref;             /* its own globals (a table reading through to _G) */
   int is_main;
   int finished;            /* its function returned: the coroutine can be reused */
+  int exposed;             /* coroutine.running() gave out its coroutine: never pool it */
+  int in_match;            /* running a receive predicate */
 };
 
 /* Per-VM box holding the VM record (NULL outside a runtime): upvalue 1 of
@@ -74,8 +89,10 @@ void mbl_push_weak(lua_State *L, const void *key, const char *mode);
 /* Pushes the box (for luaopen_moonbeam_core). */
 void mbl_push_box(lua_State *L);
 
-/* The VM record of L's VM, or NULL outside a runtime. */
+/* The VM record of L's VM, or NULL outside a runtime. mbl_vm is for the
+ * functions of moonbeam.core (upvalue 1: the box); mbl_vm_of for any caller. */
 mbl_vm_t *mbl_vm(lua_State *L);
+mbl_vm_t *mbl_vm_of(lua_State *L);
 /* The running process of L's VM (raises if none, or if L is not its coroutine
  * when strict). */
 mbl_proc_t *mbl_self(lua_State *L, int strict);
@@ -88,10 +105,42 @@ int mbl_start(lua_State *L);
 int mbl_step(lua_State *L);
 int mbl_stop(lua_State *L);
 
-/* lproc.c: processes */
+static inline uint64_t mbl_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* lproc.c: processes (the behaviour run by the scheduler) */
 extern const mb_behaviour_t mbl_behaviour;
+/* A zeroed process record (refs LUA_NOREF), or NULL. */
+mbl_proc_t *mbl_proc_new(void);
+/* lpreempt.c: the behaviour's preempt entry (async-signal context); removes
+ * an armed preemption hook (the user's hook is put back); installs moonbeam's
+ * coroutine.resume/wrap/running in L's VM (they track the running coroutine
+ * so preemption reaches nested coroutines). */
+void mbl_preempt(void *st);
+void mbl_disarm(mbl_proc_t *lp);
+void mbl_coroutine_open(lua_State *L);
+
+/* Pushes the globals of the process L's VM is starting or running: its own
+ * table, made on first use (reads go through to the VM's globals, writes stay
+ * in the process); the VM's globals outside a process. For the spawn
+ * unpacker: a closure's _ENV upvalue becomes this table. */
+void mbl_process_env(lua_State *L);
+/* lpool.c: pushes a coroutine (reused or new) and returns it; keeps a finished one */
+lua_State *mbl_pool_take(lua_State *L);
+void mbl_pool_put(lua_State *L, lua_State *co);
+/* lspawnopt.c, lreceive.c, lcall.c */
 int mbl_spawn_opt(lua_State *L);
+int mbl_spawn(lua_State *L);
+int mbl_spawn_link(lua_State *L);
+int mbl_spawn_monitor(lua_State *L);
+int mbl_flush(lua_State *L);
+int mbl_sleep(lua_State *L);
 int mbl_receive(lua_State *L);
+/* Raises if lp is running a receive predicate (no receive or call there). */
+void mbl_check_not_in_match(lua_State *L, mbl_proc_t *lp);
 int mbl_call(lua_State *L);
 /* Spawns a process running the function at stack index fidx with nargs args
  * that follow it, in this same VM without copying (mb.run's main). */
@@ -123,7 +172,15 @@ void mbl_encode_msg(lua_State *L, int idx, mb_enc_t *e, const char *what);
  * Returns 0, or an MB_E* code with err filled. */
 int mbl_encode_reason(lua_State *L, int idx, mb_enc_t *e, char *err, size_t errlen);
 
-/* Crash reports: calls the VM's reporter (set by moonbeam/init.lua) or prints. */
-void mbl_report_crash(mbl_vm_t *vm, mbl_proc_t *lp, int erridx);
+/* lcrash.c: crash reports. Reports the crash of lp (the error value at
+ * erridx, its traceback string at tbidx, both on the VM's main thread L)
+ * through the VM's crash handler, or prints it. Never raises. */
+void mbl_report_crash(lua_State *L, mbl_proc_t *lp, int erridx, int tbidx);
+/* A readable string for the error value at idx (never raises: a failing
+ * __tostring is reported in the text); pushes it. */
+const char *mbl_error_text(lua_State *L, int idx);
+int mbl_set_crash_handler(lua_State *L);
+/* Whether the VM of L has moonbeam.logger's crash handler. */
+int mbl_has_logger_handler(lua_State *L);
 
 #endif

@@ -399,7 +399,7 @@ static int unpack_value(unpacker_t *u) {
     return 0;
   }
   if (!strcmp(tag, "$G")) {
-    lua_pushglobaltable(L);
+    mbl_process_env(L); /* the new process's own globals */
     return 0;
   }
   if (!strcmp(tag, "$mod") || !strcmp(tag, "$cfn") || !strcmp(tag, "$mfa")) {

@@ -50,6 +50,13 @@ mbl_vm_t *mbl_vm(lua_State *L) {
   return vm;
 }
 
+mbl_vm_t *mbl_vm_of(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &VM_KEY);
+  mbl_vm_t *vm = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return vm;
+}
+
 mb_runtime_t *mbl_rt(lua_State *L) {
   mbl_vm_t *vm = mbl_vm(L);
   if (!vm) luaL_error(L, "moonbeam is not running (use mb.run or mb.start)");
@@ -87,6 +94,7 @@ static void attach(lua_State *L, mbl_vm_t *vm, mb_runtime_t *rt) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &VM_KEY);
   mbl_box(L)->vm = vm;
   mb_lterm_open(L, mb_runtime_nodes(rt));
+  mbl_coroutine_open(L);
 }
 
 /* Scheduler hook, on the scheduler's own thread, before any process runs. */
@@ -151,6 +159,7 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
   brt->cpath = dup_field(L, "cpath");
   brt->host = host;
   brt->main_ref = LUA_NOREF;
+  brt->crash_logger = mbl_has_logger_handler(L);
   static const mb_sched_hooks_t hooks_tmpl = {on_sched_init, on_sched_fini, NULL};
   mb_sched_hooks_t *hooks = malloc(sizeof *hooks);
   *hooks = hooks_tmpl;
@@ -230,7 +239,16 @@ int mbl_start(lua_State *L) {
   return 1;
 }
 
+/* mb.step and mb.stop drive the runtime from the host, outside it: from a
+ * process they would re-enter or free the scheduler running it. */
+static void check_host(lua_State *L, const char *fn) {
+  mbl_vm_t *vm = mbl_vm(L);
+  if (vm && (vm->running || mb_runtime_current_sched(vm->brt->rt) >= 0))
+    luaL_error(L, "%s cannot be called from inside a process (only the host that called mb.start can)", fn);
+}
+
 int mbl_step(lua_State *L) {
+  check_host(L, "mb.step");
   mbl_rt_t *brt = host_rt(L);
   if (!brt) return luaL_error(L, "mb.step: no runtime started with mb.start");
   lua_Number ms = luaL_optnumber(L, 1, 1);
@@ -241,6 +259,7 @@ int mbl_step(lua_State *L) {
 }
 
 int mbl_stop(lua_State *L) {
+  check_host(L, "mb.stop");
   mbl_rt_t *brt = host_rt(L);
   if (!brt) return 0;
   lua_pushnil(L);

@@ -546,6 +546,53 @@ MB_TEST(processes_lists_live_pids) {
   for (int i = 0; i < 5; i++) tk_probe_free(p[i]);
 }
 
+MB_TEST(names_and_topics_compare_by_length) {
+  mb_runtime_t *rt = tk_runtime(1);
+  tk_probe_t *a = tk_probe(rt, NULL), *b = tk_probe(rt, NULL);
+  /* "a\0b" and "a" are two names */
+  MB_CHECK_EQ_INT(mb_register_n(rt, "a\0b", 3, a->pid), 0);
+  MB_CHECK(mb_whereis(rt, "a") == 0);
+  MB_CHECK(mb_whereis_n(rt, "a\0b", 3) == a->pid);
+  MB_CHECK(mb_whereis_n(rt, "a\0c", 3) == 0);
+  MB_CHECK_EQ_INT(mb_register(rt, "a", b->pid), 0);
+  MB_CHECK(mb_whereis(rt, "a") == b->pid && mb_whereis_n(rt, "a\0b", 3) == a->pid);
+  char buf[16];
+  MB_CHECK(mb_registered_name(rt, a->pid, buf, sizeof buf) == 3 && !memcmp(buf, "a\0b", 3));
+  mb_proc_info_t info;
+  MB_CHECK(mb_proc_info(rt, b->pid, &info) == 0 && !strcmp(info.name, "a"));
+  MB_CHECK_EQ_INT(mb_unregister(rt, "a"), 0);
+  MB_CHECK(mb_whereis_n(rt, "a\0b", 3) == a->pid);
+  MB_CHECK_EQ_INT(mb_unregister_n(rt, "a\0b", 3), 0);
+  MB_CHECK(mb_whereis_n(rt, "a\0b", 3) == 0);
+  /* topics too */
+  MB_CHECK_EQ_INT(mb_subscribe_n(rt, "t\0x", 3, a->pid), 0);
+  MB_CHECK_EQ_INT(mb_subscribe(rt, "t", b->pid), 0);
+  MB_CHECK_EQ_INT(mb_subscribers(rt, "t"), 1);
+  MB_CHECK_EQ_INT(mb_subscribers_n(rt, "t\0x", 3), 1);
+  tk_term m = tk_atom("news");
+  MB_CHECK_EQ_INT(mb_broadcast_n(rt, 0, "t\0x", 3, 0, m.p, m.n), 1);
+  tk_item_t *it = tk_wait(a, WAIT_MS);
+  MB_CHECK(it && tk_is_atom(it->data, it->len, "news"));
+  free(it);
+  MB_CHECK(tk_wait(b, 50) == NULL);
+  MB_CHECK_EQ_INT(mb_unsubscribe(rt, "t", a->pid), 0); /* not a's topic: nothing changes */
+  MB_CHECK_EQ_INT(mb_subscribers_n(rt, "t\0x", 3), 1);
+  MB_CHECK_EQ_INT(mb_unsubscribe_n(rt, "t\0x", 3, a->pid), 0);
+  MB_CHECK_EQ_INT(mb_subscribers_n(rt, "t\0x", 3), 0);
+  MB_CHECK_EQ_INT(mb_subscribers(rt, "t"), 1);
+  /* a name with a NUL given at spawn */
+  mb_spawn_opts_t o = {0};
+  o.name = "w\0z";
+  o.name_len = 3;
+  tk_probe_t *c = tk_probe(rt, &o);
+  MB_CHECK(mb_whereis_n(rt, "w\0z", 3) == c->pid && mb_whereis(rt, "w") == 0);
+  tk_free(m);
+  mb_runtime_free(rt);
+  tk_probe_free(a);
+  tk_probe_free(b);
+  tk_probe_free(c);
+}
+
 int main(void) {
   MB_RUN(register_whereis_unregister);
   MB_RUN(register_errors);
@@ -558,5 +605,6 @@ int main(void) {
   MB_RUN(runtime_stats_counters_move);
   MB_RUN(proc_info_fields);
   MB_RUN(processes_lists_live_pids);
+  MB_RUN(names_and_topics_compare_by_length);
   return mb_test_summary();
 }

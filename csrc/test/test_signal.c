@@ -506,6 +506,32 @@ static void demonitor_case(int variant, int want_r, int want_before, int want_af
   tk_probe_free(f.target);
 }
 
+MB_TEST(only_the_watcher_can_demonitor) {
+  mb_runtime_t *rt = tk_runtime(2);
+  tk_probe_t *w = tk_probe_on(rt, 0, 0), *t = tk_probe_on(rt, 1, 0);
+  tk_cmd_with(rt, w, "$monitor", t->pid);
+  settle(rt, w, t);
+  mb_ref_t ref = tk_last_ref(w);
+  /* the monitored process demonitors, with the watcher's ref: nothing changes */
+  pthread_mutex_lock(&t->mu);
+  t->last_ref = ref;
+  pthread_mutex_unlock(&t->mu);
+  tk_cmd_with(rt, t, "$demonitor_flush", 0);
+  MB_CHECK_EQ_INT(tk_sync(rt, t, WAIT_MS), 0);
+  MB_CHECK_EQ_INT(tk_last_demonitor(t), 0);
+  mb_proc_info_t info;
+  MB_CHECK(mb_proc_info(rt, t->pid, &info) == 0 && info.monitored_by == 1);
+  MB_CHECK_EQ_INT(tk_monitors(rt, w->pid), 1);
+  /* and the watcher still gets its DOWN */
+  tk_cmd_exit(rt, t, "boom");
+  tk_item_t *it = tk_wait(w, WAIT_MS);
+  MB_CHECK(tk_is_down(it, ref, t->pid, "boom"));
+  free(it);
+  mb_runtime_free(rt);
+  tk_probe_free(w);
+  tk_probe_free(t);
+}
+
 MB_TEST(demonitor_flush_removes_queued_down) {
   /* DOWN already moved into the mailbox: the monitor had fired (0), flush drops it */
   demonitor_case(FL_QUEUED, 0, 1, 0);
@@ -911,6 +937,7 @@ int main(void) {
   MB_RUN(monitor_dead_pid_gives_immediate_noproc_down);
   MB_RUN(monitor_fires_with_exit_reason);
   MB_RUN(demonitor_without_flush_reports_active);
+  MB_RUN(only_the_watcher_can_demonitor);
   MB_RUN(demonitor_flush_removes_queued_down);
   MB_RUN(demonitor_flush_drops_down_still_in_flight);
   MB_RUN(demonitor_without_flush_keeps_queued_down);

@@ -99,7 +99,11 @@ MB_TEST(ids)
   MB_CHECK_EQ_INT(mb_pid_node(p), 3);
   MB_CHECK_EQ_INT(mb_pid_index(p), 0xFFFFFFFFu);
   MB_CHECK_EQ_INT(mb_pid_serial(p), 0xABCDEF);
-  MB_CHECK_EQ_INT(mb_pid_serial(mb_pid_make(0, 1, 0x1000001)), 1);
+  /* a local pid: 24-bit index, 32-bit serial; a remote one: 32-bit id, 24-bit serial */
+  MB_CHECK_EQ_INT(mb_pid_serial(mb_pid_make(0, 1, 0x1000001)), 0x1000001);
+  MB_CHECK_EQ_INT(mb_pid_serial(mb_pid_make(0, 1, 0xFFFFFFFFu)), 0xFFFFFFFFu);
+  MB_CHECK_EQ_INT(mb_pid_index(mb_pid_make(0, 0xFFFFFF, 7)), 0xFFFFFF);
+  MB_CHECK_EQ_INT(mb_pid_serial(mb_pid_make(2, 1, 0x1000001)), 1);
   MB_CHECK(mb_pid_make(0, 0, 0) == 0);
   MB_CHECK(mb_ref_equal(a, b));
   b.id[2] = 5;
@@ -495,9 +499,13 @@ MB_TEST(pids_refs_nodes)
   MB_CHECK(mb_nodes_name(NULL, 1, &len, &cr) == NULL);
   MB_CHECK_EQ_INT(mb_nodes_index(NULL, "nonode@nohost", 13, 0), 0);
   MB_CHECK_EQ_INT(mb_nodes_index(NULL, "x@y", 3, 0), MB_ELIMIT);
-  /* a serial past 24 bits is not a pid we can hold */
-  MB_CHECK_EQ_INT(mb_term_validate(B(131, 88, NONODE_SATOM, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0), 0),
-                  MB_EBADTERM);
+  /* a local pid's serial has 32 bits */
+  MB_CHECK_EQ_INT(mb_term_validate(B(131, 88, NONODE_SATOM, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0), 0), 0);
+  mb_dec_init(&d, NULL, B(131, 88, NONODE_SATOM, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0));
+  MB_CHECK(mb_dec_pid(&d, &pid) == 0 && pid == mb_pid_make(0, 1, 0xFFFFFFFFu));
+  /* a local id past 24 bits never named a process here: it decodes as a dead pid */
+  mb_dec_init(&d, NULL, B(131, 88, NONODE_SATOM, 1, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0));
+  MB_CHECK(mb_dec_pid(&d, &pid) == 0 && mb_pid_index(pid) == 0 && pid != 0);
   /* 256 nodes at most */
   for (i = 3; i < 256; i++) {
     snprintf(nm, sizeof nm, "n%d@h", i);

@@ -3,6 +3,7 @@
  * any thread and from inside processes, harmless towards dead processes, and
  * freed with the runtime. Arrival times are taken by the receiving probe. */
 #include <stdatomic.h>
+#include <math.h>
 #include "mb_test.h"
 #include "testkit.h"
 
@@ -383,6 +384,69 @@ MB_TEST(send_after_arguments) {
   tk_probe_free(pr);
 }
 
+MB_TEST(huge_and_infinite_delays_never_fire) {
+  mb_runtime_t *rt = tk_runtime(1);
+  tk_probe_t *pr = tk_probe(rt, NULL);
+  tk_term t = tk_atom("too_soon");
+  uint64_t ms;
+  /* the double a Lua number gives: NaN and negative rejected, huge means never */
+  MB_CHECK_EQ_INT(mb_timer_ms(NAN, &ms), MB_EINVAL);
+  MB_CHECK_EQ_INT(mb_timer_ms(-1.0, &ms), MB_EINVAL);
+  MB_CHECK_EQ_INT(mb_timer_ms(-INFINITY, &ms), MB_EINVAL);
+  MB_CHECK(mb_timer_ms(12.9, &ms) == 0 && ms == 12);
+  const double huge[] = {INFINITY, 18446744073709551616.0 /* 2^64 */, 1e300, 9.3e18};
+  mb_timer_t ids[8];
+  int n = 0;
+  for (int i = 0; i < 4; i++) {
+    MB_CHECK(mb_timer_ms(huge[i], &ms) == 0 && ms == UINT64_MAX);
+    MB_CHECK_EQ_INT(mb_send_after(rt, 0, pr->pid, ms, t.p, t.n, &ids[n++]), 0);
+  }
+  /* integer delays whose deadline would overflow */
+  MB_CHECK_EQ_INT(mb_send_after(rt, 0, pr->pid, UINT64_MAX - 5, t.p, t.n, &ids[n++]), 0);
+  MB_CHECK_EQ_INT(mb_send_after(rt, 0, pr->pid, (uint64_t)1 << 63, t.p, t.n, &ids[n++]), 0);
+  MB_CHECK_EQ_INT(mb_send_after(rt, 0, pr->pid, (uint64_t)1 << 62, t.p, t.n, &ids[n++]), 0);
+  tk_term m = tk_atom("marker");
+  MB_CHECK_EQ_INT(mb_send_after(rt, 0, pr->pid, 30, m.p, m.n, NULL), 0);
+  tk_item_t *it = tk_wait(pr, WAIT_MS);
+  MB_CHECK(it && tk_is_atom(it->data, it->len, "marker"));
+  free(it);
+  MB_CHECK(tk_wait(pr, 50) == NULL);
+  /* still pending: cancelling reports a huge time left, never a negative one */
+  for (int i = 0; i < n; i++) MB_CHECK(mb_cancel_timer(rt, ids[i]) > ((int64_t)1 << 61));
+  tk_free(t);
+  tk_free(m);
+  mb_runtime_free(rt);
+  tk_probe_free(pr);
+}
+
+MB_TEST(send_after_to_a_name_resolves_at_delivery) {
+  mb_runtime_t *rt = tk_runtime(2);
+  tk_term t = tk_atom("hello");
+  mb_timer_t id = 0;
+  /* nothing is registered yet: no error, the timer waits */
+  MB_CHECK_EQ_INT(mb_send_after_name(rt, 0, "late\0x", 6, 60, t.p, t.n, &id), 0);
+  MB_CHECK(id != 0);
+  tk_probe_t *other = tk_probe(rt, NULL), *pr = tk_probe(rt, NULL);
+  MB_CHECK_EQ_INT(mb_register(rt, "late", other->pid), 0); /* a different name */
+  MB_CHECK_EQ_INT(mb_register_n(rt, "late\0x", 6, pr->pid), 0);
+  tk_item_t *it = tk_wait(pr, WAIT_MS);
+  MB_CHECK(it && tk_is_atom(it->data, it->len, "hello"));
+  free(it);
+  MB_CHECK(tk_wait(other, 50) == NULL);
+  /* a name nobody holds when it fires: dropped silently */
+  MB_CHECK_EQ_INT(mb_send_after_name(rt, 0, "nobody", 6, 5, t.p, t.n, NULL), 0);
+  tk_sleep_ms(30);
+  MB_CHECK_EQ_INT(mb_send_after_name(rt, 0, "", 0, 5, t.p, t.n, NULL), MB_EINVAL);
+  /* and it can be cancelled like any timer */
+  MB_CHECK_EQ_INT(mb_send_after_name(rt, 0, "late", 4, 10000, t.p, t.n, &id), 0);
+  MB_CHECK(mb_cancel_timer(rt, id) > 0);
+  MB_CHECK(tk_wait(other, 50) == NULL);
+  tk_free(t);
+  mb_runtime_free(rt);
+  tk_probe_free(pr);
+  tk_probe_free(other);
+}
+
 int main(void) {
   MB_RUN(send_after_fires_on_time);
   MB_RUN(send_after_never_early_on_a_busy_scheduler);
@@ -393,5 +457,7 @@ int main(void) {
   MB_RUN(timer_to_a_dead_process_is_harmless);
   MB_RUN(runtime_freed_with_pending_timers_leaks_nothing);
   MB_RUN(send_after_arguments);
+  MB_RUN(huge_and_infinite_delays_never_fire);
+  MB_RUN(send_after_to_a_name_resolves_at_delivery);
   return mb_test_summary();
 }
