@@ -14,6 +14,7 @@
 --- for it to end. `application.run(name, args)`, what `moonbeam --app NAME`
 --- does, runs an application until SIGINT or SIGTERM. See docs/application.md.
 local mb = require "moonbeam"
+local core = require "moonbeam.core"
 
 local application = {}
 
@@ -161,11 +162,12 @@ function application.start(name, args)
 end
 
 -- application.stop, running `before_kill()` (when given) after the timeout,
--- before the master and the tree are killed.
-local function stop(name, timeout, before_kill)
+-- before the master and the tree are killed. `sup`: the top supervisor, when
+-- the caller knows it (asking the master could wait for a master held up).
+local function stop(name, timeout, before_kill, sup)
   local master = mb.whereis(PREFIX .. name)
   if not master then return nil, "not_started" end
-  local sup = application.supervisor(name)
+  sup = sup or application.supervisor(name)
   local ok, err = pcall(gen().stop, master, "normal", timeout or "infinity", LABEL)
   if ok then return true end
   local reason = mb.exit_reason(err)
@@ -265,21 +267,57 @@ local function stuck(node, out)
   return out
 end
 
+local function describe_pid(pid, info)
+  local text = tostring(pid)
+  if info and info.name then text = text .. " (" .. info.name .. ")" end
+  return text
+end
+
+local function holding(info)
+  if info and info.status == "running" then
+    return ", holding scheduler " .. tostring(info.scheduler) .. " (a blocking C call?)"
+  end
+  return ""
+end
+
 local function describe_stuck(node)
   local info = mb.info(node.pid)
-  local text = tostring(node.pid)
-  if info and info.name then text = text .. " (" .. info.name .. ")" end
+  local text = describe_pid(node.pid, info)
   if node.parent then
     text = text .. ", child " .. mb.format(node.id, 1) .. " of supervisor " .. tostring(node.parent)
   else
     text = text .. ", the top supervisor"
   end
-  return text
+  return text .. holding(info)
+end
+
+-- What holds a stop up: the tree's stuck processes, then any other process
+-- that holds a scheduler (running in a C call: it also holds up every process
+-- of its VM, a supervisor that would answer included).
+local function not_stopped(tree)
+  local names, seen = {}, {}
+  for _, node in ipairs(stuck(tree, {})) do
+    names[#names + 1] = describe_stuck(node)
+    seen[node.pid] = true
+  end
+  local me = mb.self()
+  for _, pid in ipairs(mb.processes()) do
+    local info = mb.info(pid)
+    if pid ~= me and not seen[pid] and info and info.status == "running" then
+      names[#names + 1] = describe_pid(pid, info) .. holding(info)
+    end
+  end
+  return names
 end
 
 -- ------------------------------------------------------------------ run
 
 local RUN_OPTS = {"shutdown_timeout", "halt"}
+
+-- With opts.halt, how long after the shutdown timeout the watchdog thread
+-- ends the OS process if `run` itself could not (its VM held by a process
+-- stuck in a C call).
+local HALT_GRACE_MS = 1000
 
 --- Runs application `name` until SIGINT or SIGTERM (or the message
 --- `{"signal", name}` from elsewhere), then stops it; what `moonbeam --app`
@@ -294,7 +332,10 @@ local RUN_OPTS = {"shutdown_timeout", "halt"}
 --- stderr, directly: the logger may be one of them), kills the tree and
 --- returns 1; with `opts.halt` it ends the OS process at once with status 1
 --- instead (what `moonbeam --app` does: a process stuck in a C call cannot
---- be killed, and would keep the runtime from ending).
+--- be killed, and would keep the runtime from ending). With opts.halt the
+--- core's exit deadline (core.shutdown_deadline) is armed too, 1 s later:
+--- should this process be unable to run, the watchdog thread logs the
+--- processes that hold a scheduler or are alive and ends the OS process.
 ---@param name string
 ---@param args? any[]
 ---@param opts? {shutdown_timeout?: number|"infinity", halt?: boolean}
@@ -334,15 +375,17 @@ function application.run(name, args, opts)
   mb.on_signal("SIGTERM", false)
   mb.demonitor(mref, {flush = true})
   log("info", string.format("%s received, stopping application %s", tostring(msg[2]), name))
-  local tree = snapshot(sup, nil, 1000, 0)
+  local halting = opts.halt and timeout ~= "infinity" and type(core.shutdown_deadline) == "function"
+  if halting then core.shutdown_deadline(timeout + HALT_GRACE_MS, 1, "application " .. name) end
+  local limit, t0 = timeout, mb.clock()
+  local tree = snapshot(sup, nil, timeout == "infinity" and 1000 or math.max(1, math.min(1000, timeout)), 0)
+  if timeout ~= "infinity" then timeout = math.max(0, timeout - math.floor((mb.clock() - t0) * 1000)) end
   local names = {}
-  local ok, serr = stop(name, timeout, function()
-    for _, node in ipairs(stuck(tree, {})) do names[#names + 1] = describe_stuck(node) end
-  end)
+  local ok, serr = stop(name, timeout, function() names = not_stopped(tree) end, sup)
   if not ok and serr == "timeout" then
     if #names == 0 then names[1] = "the application master " .. tostring(master) end
     local line = string.format("application %s did not stop within %s ms; not stopped: %s",
-                               name, tostring(timeout), table.concat(names, "; "))
+                               name, tostring(limit), table.concat(names, "; "))
     local loaded, logger = pcall(require, "moonbeam.logger")
     if loaded then
       line = logger.format({level = "error", message = line, time = os.time(), pid = mb.self()})
@@ -354,6 +397,7 @@ function application.run(name, args, opts)
     if opts.halt then os.exit(1) end
     return 1
   end
+  if halting then core.shutdown_deadline(nil) end
   if not ok and serr ~= "not_started" then
     log("error", string.format("application %s did not stop cleanly: %s", name, mb.format(serr)))
     flush_log()
