@@ -326,6 +326,25 @@ describe("logger reports (issue 8 items 19, 32)", function()
     end)
   end)
 
+  it("a process raising a table is reported with the table as a value, on every scheduler", function()
+    run(function()
+      capture()
+      for s = 1, 2 do
+        gen.spawn({scheduler = s}, function()
+          local _ = logger
+          error({code = 42, why = "bad"})
+        end)
+        local got = next_log()
+        assert.are.equal("crash_report", got[2].kind)
+        assert.are.same({code = 42, why = "bad"}, got[2].report.reason)
+        assert.matches('** (error) {', got[3], 1, true)
+        assert.matches('code = 42', got[3], 1, true)
+        assert.is_nil(got[3]:find("table: 0x", 1, true))
+        assert.matches("stack traceback:\n\t", got[3], 1, true)
+      end
+    end)
+  end)
+
   it("supervisor reports print nested tracebacks the same way", function()
     run(function()
       capture()
