@@ -501,7 +501,7 @@ end
 
 --- (internal) The crash handler installed in every VM that loads this module:
 --- a Lua error that ends a process becomes a crash report.
-function logger._on_crash(pid, name, message, traceback)
+function logger._on_crash(pid, name, message, traceback, value)
   local ok, lp = pcall(mb.whereis, NAME)
   if ok and lp ~= nil and lp == pid then
     io.stderr:write(fmt("moonbeam.logger: the logger process crashed: %s\n%s\n", message, traceback))
@@ -514,7 +514,8 @@ function logger._on_crash(pid, name, message, traceback)
   if type(traceback) == "string" and traceback ~= "" then lines[#lines + 1] = traceback end
   send_event({level = "error", message = table.concat(lines, "\n"), time = os.time(), pid = pid,
               name = name, kind = "crash_report",
-              report = {what = "Process", reason = as_value(message), traceback = traceback}})
+              report = {what = "Process", reason = as_value(value ~= nil and value or message),
+                        traceback = traceback}})
 end
 
 core.set_crash_handler(logger._on_crash)
