@@ -212,3 +212,56 @@ describe("agent", function()
     end)
   end)
 end)
+
+describe("agent: options and returns (issue 8 items 16, 17, 32)", function()
+  local function raised(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok, "expected an error")
+    assert.are.equal("string", type(err), "expected an error message, got " .. tostring(err))
+    return err
+  end
+
+  it("unknown options raise naming the key and the valid ones, at the caller's line", function()
+    run(function()
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() agent.start_link(function() return 0 end, {nmae = "a"}) end) -- line + 1
+      assert.matches("agent_spec.lua:" .. (line + 1) .. ": agent.start_link: unknown option 'nmae' "
+                     .. "(valid options: name, timeout, scheduler)", err, 1, true)
+      assert.matches("agent.child_spec: unknown option 'restarts' (valid options: id, restart, shutdown, name, "
+                     .. "timeout, scheduler)",
+                     raised(function() agent.child_spec(function() return 0 end, {restarts = "temporary"}) end),
+                     1, true)
+      assert.matches("agent.start: opts must be a table, got string",
+                     raised(function() agent.start(function() return 0 end, "x") end), 1, true)
+    end)
+  end)
+
+  it("a bad function raises at the caller's line, whatever the operation", function()
+    run(function()
+      local pid = assert(agent.start(function() return 1 end))
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() agent.get(pid, 42) end) -- line + 1
+      assert.matches("agent_spec.lua:" .. (line + 1) .. ": agent.get: expected a function", err, 1, true)
+      err = raised(function() agent.start(42) end) -- line + 3
+      assert.matches("agent_spec.lua:" .. (line + 3) .. ": agent.start: expected a function", err, 1, true)
+      local co = coroutine.create(function() end)
+      err = raised(function() agent.update(pid, function() return co end) end) -- line + 6
+      assert.matches("agent_spec.lua:" .. (line + 6) .. ": agent.update: function: upvalue 'co': cannot send a coroutine",
+                     err, 1, true)
+    end)
+  end)
+
+  it("get_and_update with a function that does not return two values crashes the agent clearly", function()
+    run(function()
+      logger.remove_backend("console")
+      local pid = assert(agent.start(function() return 1 end))
+      local ok, err = pcall(agent.get_and_update, pid, function(s) return s end)
+      assert.is_false(ok)
+      local reason = mb.exit_reason(err)
+      assert.are.equal("error", reason[1][1])
+      assert.matches("agent.get_and_update: the function must return two values %(the reply and the new state%), "
+                     .. "got 1", reason[1][2])
+      assert.is_false(mb.alive(pid))
+    end)
+  end)
+end)

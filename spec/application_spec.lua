@@ -58,11 +58,61 @@ return M
 fixture("spec_app_nostart", "return {stop = function() end}\n")
 
 -- For `moonbeam --app`: prints "ready" once running, and what stopping does.
+-- Modes "intensity" (a supervisor whose child keeps crashing) and "stuck" (a
+-- supervisor whose middle child ignores shutdown, with shutdown "infinity").
 fixture("spec_app_cli", [[
 local mb = require "moonbeam"
+local supervisor = require "moonbeam.supervisor"
 local M = {}
+local function say(...)
+  io.stdout:write(...)
+  io.stdout:write("\n")
+  io.stdout:flush()
+end
+function M.crasher()
+  return mb.spawn_link(function() mb.sleep(20); mb.exit("boom") end)
+end
+function M.worker(id, stubborn)
+  return mb.spawn_link(function()
+    mb.trap_exit(true)
+    if id == "last" then say("ready stuck") end
+    while true do
+      local m = mb.receive()
+      if type(m) == "table" and m[1] == "EXIT" then
+        say(id, " got ", tostring(m[3]))
+        if not stubborn then mb.exit(m[3]) end
+      end
+    end
+  end)
+end
+function M.in_c()
+  -- scheduler 2: the runner (main) is on scheduler 1, and a VM held in C holds all its processes
+  return mb.spawn_opt({link = true, scheduler = 2}, function()
+    mb.trap_exit(true)
+    mb.register("c_stuck")
+    say("ready in C")
+    mb.sleep(100) -- let the start finish first: a held VM holds every process in it
+    os.execute("exec sleep 8 >/dev/null 2>&1 </dev/null") -- holds its scheduler, deaf to exit signals
+  end)
+end
 function M.start(args)
   local mode = args[1]
+  if mode == "intensity" then
+    return supervisor.start_link({{id = "crasher", start = {"spec_app_cli", "crasher", {}}}},
+                                 {max_restarts = 2, max_seconds = 5})
+  end
+  if mode == "stuck_in_c" then
+    return supervisor.start_link({
+      {id = "c_stuck", start = {"spec_app_cli", "in_c", {}}},
+    })
+  end
+  if mode == "stuck" then
+    return supervisor.start_link({
+      {id = "first", start = {"spec_app_cli", "worker", {"first"}}},
+      {id = "stuck", start = {"spec_app_cli", "worker", {"stuck", true}}, shutdown = "infinity"},
+      {id = "last", start = {"spec_app_cli", "worker", {"last"}}},
+    })
+  end
   local pid = mb.spawn_link(function()
     mb.trap_exit(true)
     mb.sleep(100)
@@ -317,6 +367,28 @@ return M
       end)
     end)
 
+    it("returns 1 when the tree ends with shutdown by itself (a supervisor that gave up)", function()
+      run(function()
+        local me = mb.self()
+        mb.spawn(function()
+          mb.send(me, {"status", application.run("spec_app_basic", {me, "ok"})})
+        end)
+        await_tag("start")
+        mb.exit(application.supervisor("spec_app_basic"), "shutdown")
+        assert.are.same({"status", 1}, await_tag("status"))
+      end)
+    end)
+
+    it("rejects bad options", function()
+      run(function()
+        assert.error_matches(function() application.run("spec_app_basic", {}, {shutdown_timout = 1}) end,
+                             "application.run: unknown option 'shutdown_timout' %(valid options: "
+                             .. "shutdown_timeout, halt%)")
+        assert.error_matches(function() application.run("spec_app_basic", {}, {shutdown_timeout = -1}) end,
+                             "shutdown_timeout: timeout must be a number of ms >= 0")
+      end)
+    end)
+
     it("returns 1 when the tree ends abnormally by itself", function()
       run(function()
         local me = mb.self()
@@ -379,10 +451,49 @@ return M
       assert.are.equal(1, rc)
     end)
 
+    it("exits 1 when the top supervisor reaches its restart intensity (issue 8 item 14)", function()
+      local text, rc = moonbeam("", "intensity", nil)
+      assert.matches("reached its maximum restart intensity", text, 1, true)
+      assert.matches("application spec_app_cli exited: shutdown", text, 1, true)
+      assert.are.equal(1, rc)
+    end)
+
+    it("after --shutdown-timeout, names the process that did not stop and exits 1 (issue 8 item 8)", function()
+      local t0 = os.time()
+      local text, rc = moonbeam("--shutdown-timeout 300", "stuck", "TERM")
+      -- reverse start order: "last" stopped, "stuck" holds the stop up, "first" is never reached
+      assert.matches("last got shutdown", text, 1, true)
+      assert.matches("stuck got shutdown", text, 1, true)
+      assert.is_nil(text:find("first got", 1, true))
+      local stuck, sup = text:match("application spec_app_cli did not stop within 300 ms; not stopped: "
+                                    .. "(<[%d.]+>), child \"stuck\" of supervisor (<[%d.]+>)")
+      assert.is_truthy(stuck, text)
+      assert.are_not.equal(stuck, sup)
+      assert.are.equal(1, rc)
+      assert.is_true(os.time() - t0 < 20)
+    end)
+
+    it("ends within the shutdown timeout even when a process is stuck in a C call", function()
+      local t0 = os.time()
+      local text, rc = moonbeam("--schedulers 2 --shutdown-timeout 300", "stuck_in_c", "TERM")
+      assert.are.equal(1, rc, text)
+      assert.is_true(os.time() - t0 < 7, "waited for the C call to return")
+      -- named by the runner (the supervisor answers, or it shares the held VM
+      -- and is named itself), or by the core's deadline 1 s later
+      local lua_line = text:find("application spec_app_cli did not stop within 300 ms; not stopped: [^\n]*"
+                                 .. "<[%d.]+> %(c_stuck%)")
+      local c_line = text:find("application spec_app_cli did not finish within 1300 ms;", 1, true)
+      assert.is_truthy(lua_line or c_line, text)
+      assert.matches("(c_stuck)", text, 1, true)
+    end)
+
     it("rejects bad options with status 2", function()
       local _, rc = moonbeam("--schedulers zero", "", nil)
       assert.are.equal(2, rc)
       local text
+      text, rc = moonbeam("--shutdown-timeout -1", "", nil)
+      assert.matches("--shutdown-timeout needs ms >= 0 or infinity", text, 1, true)
+      assert.are.equal(2, rc)
       text, rc = moonbeam("--bogus", "", nil)
       assert.matches("unknown option --bogus", text, 1, true)
       assert.are.equal(2, rc)

@@ -271,3 +271,61 @@ describe("dynamic_supervisor", function()
     end)
   end)
 end)
+
+describe("dynamic_supervisor: options (issue 8 items 17, 18, 25)", function()
+  local function raised(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok, "expected an error")
+    assert.are.equal("string", type(err), "expected an error message, got " .. tostring(err))
+    return err
+  end
+
+  it("unknown options raise naming the key and the valid ones, at the caller's line", function()
+    run(function()
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() dynamic_supervisor.start_link({max_child = 2}) end) -- line + 1
+      assert.matches("dynamic_supervisor_spec.lua:" .. (line + 1) .. ": dynamic_supervisor.start_link: unknown option "
+                     .. "'max_child' (valid options: strategy, max_restarts, max_seconds, max_children, "
+                     .. "extra_arguments, name, timeout)", err, 1, true)
+      assert.matches("dynamic_supervisor.init: unknown option 'name'",
+                     raised(function() dynamic_supervisor.init({name = "x"}) end), 1, true)
+      assert.matches("dynamic_supervisor.child_spec: unknown option 'restarts'",
+                     raised(function() dynamic_supervisor.child_spec({restarts = "temporary"}) end), 1, true)
+      assert.matches("dynamic_supervisor.child_spec: opts must be a table, got number",
+                     raised(function() dynamic_supervisor.child_spec(3) end), 1, true)
+      local sup = assert(dynamic_supervisor.start_link())
+      assert.matches("dynamic_supervisor.start_child: child false: unknown child spec key 'restarts'",
+                     raised(function()
+                       dynamic_supervisor.start_child(sup, {start = {"m", "f", {}}, restarts = "temporary"})
+                     end), 1, true)
+    end)
+  end)
+
+  it("a module's init returning unknown flags fails the start", function()
+    run(function()
+      logger.remove_backend("console")
+      mb.trap_exit(true)
+      local none, reason = dynamic_supervisor.start_link({init = function() return "ok", {partitions = 2} end})
+      assert.is_nil(none)
+      assert.are.equal("bad_flags", reason[1])
+      assert.matches("unknown option 'partitions'", reason[2], 1, true)
+    end)
+  end)
+
+  it("max_seconds = math.huge still gives up after more than max_restarts restarts", function()
+    run(function()
+      logger.remove_backend("console")
+      mb.trap_exit(true)
+      local sup = assert(dynamic_supervisor.start_link({max_restarts = 1, max_seconds = math.huge}))
+      local ref = mb.monitor(sup)
+      local function crasher()
+        return mb.spawn_link(function() mb.sleep(30); mb.exit("boom") end)
+      end
+      local Crash = {crasher = crasher}
+      assert(dynamic_supervisor.start_child(sup, {start = {Crash, "crasher", {}}}))
+      local down = mb.receive(function(m) return type(m) == "table" and m[1] == "DOWN" and m[2] == ref end, 3000)
+      assert(down, "the supervisor never gave up")
+      assert.are.equal("shutdown", down[5])
+    end)
+  end)
+end)

@@ -601,4 +601,159 @@ describe("gen_server", function()
       assert.matches("module 'no.such.module.anywhere' not found", reason[2])
     end)
   end)
+
+  -- issue 8 item 16: a return without the state, or with an unknown tag,
+  -- stops the server at once with {"bad_return_value", ...}
+  describe("callback return values are checked as OTP does", function()
+    local Bad = {}
+    function Bad.init(how)
+      if how == "ok_no_state" then return "ok" end
+      return "ok", {n = 0}
+    end
+    function Bad.handle_call(req, _, s)
+      if req == "reply_no_state" then return "reply", 42 end
+      if req == "unknown_tag" then return "replied", 1, s end
+      if req == "noreply_no_state" then return "noreply" end
+      return "reply", s.n, s
+    end
+    function Bad.handle_cast(req, s)
+      if req == "no_state" then return "noreply" end
+      if req == "reply" then return "reply", 1, s end
+      return "noreply", s
+    end
+    function Bad.handle_info(_, _) return "noreply" end
+
+    local function down_of(pid, poke)
+      local ref = mb.monitor(pid)
+      poke()
+      local down = mb.receive(function(m) return type(m) == "table" and m[1] == "DOWN" and m[2] == ref end, 2000)
+      assert(down, "the server did not stop")
+      return down[5]
+    end
+
+    it("\"reply\", v without the state stops the server; the caller fails with the reason", function()
+      run(function()
+        capture_logs()
+        local pid = assert(gen_server.start(Bad, nil))
+        local ref = mb.monitor(pid)
+        local reason = exit_of(gen_server.call, pid, "reply_no_state")
+        assert.are.same({"bad_return_value", "{\"reply\", 42}"}, reason[1])
+        local down = mb.receive(function(m) return type(m) == "table" and m[1] == "DOWN" and m[2] == ref end, 2000)
+        assert.are.same({"bad_return_value", "{\"reply\", 42}"}, down[5])
+      end)
+    end)
+
+    it("an unknown tag, a noreply without state, from handle_call, handle_cast and handle_info", function()
+      run(function()
+        capture_logs()
+        local pid = assert(gen_server.start(Bad, nil))
+        assert.are.same({"bad_return_value", "{\"replied\", 1, {n = 0}}"},
+                        exit_of(gen_server.call, pid, "unknown_tag")[1])
+        pid = assert(gen_server.start(Bad, nil))
+        assert.are.same({"bad_return_value", "{\"noreply\"}"}, exit_of(gen_server.call, pid, "noreply_no_state")[1])
+        pid = assert(gen_server.start(Bad, nil))
+        assert.are.same({"bad_return_value", "{\"noreply\"}"},
+                        down_of(pid, function() gen_server.cast(pid, "no_state") end))
+        pid = assert(gen_server.start(Bad, nil))
+        assert.are.same({"bad_return_value", "{\"reply\", 1, {n = 0}}"},
+                        down_of(pid, function() gen_server.cast(pid, "reply") end))
+        pid = assert(gen_server.start(Bad, nil))
+        assert.are.same({"bad_return_value", "{\"noreply\"}"}, down_of(pid, function() mb.send(pid, "hi") end))
+      end)
+    end)
+
+    it("init returning \"ok\" without a state fails the start", function()
+      run(function()
+        capture_logs()
+        local none, reason = gen_server.start(Bad, "ok_no_state")
+        assert.is_nil(none)
+        assert.are.same({"bad_return_value", "{\"ok\"}"}, reason)
+      end)
+    end)
+
+    it("an explicit nil state is a state", function()
+      run(function()
+        local Nil = {init = function() return "ok", nil end,
+                     handle_call = function(_, _, s) return "reply", s == nil, nil end}
+        local pid = assert(gen_server.start(Nil))
+        assert.is_true(gen_server.call(pid, "x"))
+        assert.is_true(gen_server.call(pid, "x"))
+      end)
+    end)
+  end)
+
+  -- issue 8 item 33: calling yourself fails at once
+  it("get_state, code_change and call on the calling process fail at once with calling_self", function()
+    run(function()
+      local t0 = mb.clock()
+      local reason = exit_of(gen_server.get_state, mb.self())
+      assert.are.same({"calling_self", {"gen_server", "call", {mb.self(), {"get_state"}}}}, reason)
+      assert.are.equal("calling_self", exit_of(gen_server.call, mb.self(), "x")[1])
+      assert.are.equal("calling_self", exit_of(gen_server.code_change, mb.self(), nil, 1, nil)[1])
+      assert.is_true(mb.clock() - t0 < 1, "it waited for a timeout")
+      -- from inside a server, calling itself by name
+      local Selfish = {init = function() return "ok", 0 end,
+                       handle_call = function(req, _, s)
+                         local ok, err = pcall(gen_server.get_state, req)
+                         return "reply", mb.exit_reason(err) or ok, s
+                       end}
+      local pid = assert(gen_server.start(Selfish, nil, {name = "selfish"}))
+      assert.are.equal("calling_self", gen_server.call(pid, "selfish")[1])
+    end)
+  end)
+
+  -- issue 8 items 17, 18, 32: options, child specs and arguments
+  describe("bad options and arguments raise clearly, at the caller's line", function()
+    local here = "gen_server_spec.lua:"
+    local function raised(fn, ...)
+      local ok, err = pcall(fn, ...)
+      assert.is_false(ok, "expected an error")
+      assert.are.equal("string", type(err), "expected an error message, got " .. tostring(err))
+      return err
+    end
+
+    it("unknown start options name the key and the valid ones", function()
+      run(function()
+        local err = raised(gen_server.start, Probe, {}, {nmae = "x"})
+        assert.matches("gen_server.start: unknown option 'nmae' %(valid options: name, timeout, scheduler%)", err)
+        err = raised(gen_server.start_link, Probe, {}, {timeout = 10, spawn_opt = {}})
+        assert.matches("gen_server.start_link: unknown option 'spawn_opt'", err)
+        err = raised(gen_server.child_spec, Probe, {}, {restarts = "temporary"})
+        assert.matches("gen_server.child_spec: unknown option 'restarts' %(valid options: id, restart, shutdown, "
+                       .. "name, timeout%)", err)
+      end)
+    end)
+
+    it("errors point at the caller's file and line, not at moonbeam's modules", function()
+      run(function()
+        local line = debug.getinfo(1, "l").currentline
+        local err = raised(function() gen_server.start(Probe, {}, {nmae = "x"}) end) -- line + 1
+        assert.matches(here .. (line + 1) .. ": ", err, 1, true)
+        err = raised(function() gen_server.start(Probe, {}, {name = 5}) end) -- line + 3
+        assert.matches(here .. (line + 3) .. ": gen_server.start: opts.name must be", err, 1, true)
+        err = raised(function() gen_server.call(42, "x") end) -- line + 5
+        assert.matches(here .. (line + 5) .. ": bad server", err, 1, true)
+        err = raised(function() gen_server.call("x", "y", "soon") end) -- line + 7
+        assert.matches(here .. (line + 7) .. ": gen_server.call: timeout must be", err, 1, true)
+        err = raised(function() gen_server.reply("nobody", 1) end) -- line + 9
+        assert.matches(here .. (line + 9) .. ": reply: from must be", err, 1, true)
+        err = raised(function() gen_server.child_spec(42) end) -- line + 11
+        assert.matches(here .. (line + 11) .. ": gen_server.child_spec: module must be", err, 1, true)
+        err = raised(function() gen_server.get_state(mb.self(), "soon") end) -- line + 13
+        assert.matches(here .. (line + 13) .. ": gen_server.get_state: timeout must be", err, 1, true)
+        assert.is_nil(err:find("moonbeam/", 1, true))
+      end)
+    end)
+
+    it("child_spec checks its module and options", function()
+      run(function()
+        assert.matches("^[^\n]*gen_server_spec.lua:%d+: gen_server.child_spec: module 'no.such.mod.here' not found",
+                       raised(gen_server.child_spec, "no.such.mod.here"))
+        assert.matches("gen_server.child_spec: opts must be a table, got number",
+                       raised(gen_server.child_spec, Probe, {}, 5))
+        assert.matches("gen_server.child_spec: module must be a module name",
+                       raised(gen_server.child_spec, nil))
+      end)
+    end)
+  end)
 end)

@@ -6,6 +6,8 @@ local gen = require "moonbeam.gen"
 
 local function run(fn) return mb.run(fn, {schedulers = 2}) end
 
+local function logger_quiet() require("moonbeam.logger").remove_backend("console") end
+
 local function exit_of(fn, ...)
   local ok, err = pcall(fn, ...)
   assert(not ok, "expected the call to fail")
@@ -180,5 +182,103 @@ describe("gen protocol", function()
     assert.is_true(gen.is_clean_exit({"shutdown", {1}}))
     assert.is_false(gen.is_clean_exit("killed"))
     assert.is_false(gen.is_clean_exit({"error", "x", "tb"}))
+  end)
+end)
+
+describe("gen: argument checks and error positions (issue 8 items 17, 18, 32)", function()
+  local function raised(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok, "expected an error")
+    assert.are.equal("string", type(err), "expected an error message, got " .. tostring(err))
+    return err
+  end
+
+  it("gen.start checks its function and options, raising at the caller's line", function()
+    run(function()
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() gen.start(42) end) -- line + 1
+      assert.matches("gen_spec.lua:" .. (line + 1) .. ": gen.start: expected a function or {module, function_name}, "
+                     .. "got number", err, 1, true)
+      assert.matches("gen.start: unknown option 'lnk' (valid options: link, name, timeout, args, scheduler)",
+                     raised(function() gen.start(function() end, {lnk = true}) end), 1, true)
+      assert.matches("gen.start: opts must be a table, got string",
+                     raised(function() gen.start(function() end, "x") end), 1, true)
+      assert.matches("gen.start: opts.args must be a list, got number",
+                     raised(function() gen.start(function() end, {args = 1}) end), 1, true)
+      assert.matches("gen.start: timeout must be", raised(function() gen.start(function() end, {timeout = -5}) end),
+                     1, true)
+      assert.matches("spawn: opts must be a table, got number",
+                     raised(function() gen.spawn(5, function() end) end), 1, true)
+    end)
+  end)
+
+  it("gen.init_ack checks the starter and the status", function()
+    run(function()
+      assert.matches("gen.init_ack: starter must be the table given to the started function, got nil",
+                     raised(function() gen.init_ack(nil, "ok") end), 1, true)
+      assert.matches("gen.init_ack: starter must be the table given to the started function, got {}",
+                     raised(function() gen.init_ack({}, "ok") end), 1, true)
+      local got, reason = gen.start(function(st)
+        local ok, err = pcall(gen.init_ack, st, "okay")
+        gen.init_ack(st, "error", ok or err)
+      end)
+      assert.is_nil(got)
+      assert.matches("gen.init_ack: status must be \"ok\", \"ignore\" or \"error\", got \"okay\"", reason, 1, true)
+    end)
+  end)
+
+  it("gen.error raises at the first frame outside moonbeam's modules", function()
+    local line = debug.getinfo(1, "l").currentline
+    local ok, err = pcall(function() gen.error("boom") end) -- line + 1
+    assert.is_false(ok)
+    assert.are.equal("spec/gen_spec.lua:" .. (line + 1) .. ": boom", err)
+    -- through another module's helper (gen.check_keys calls gen.error)
+    ok, err = pcall(function() gen.check_keys({b = 1, a = 2}, {"x"}, "f") end) -- line + 5
+    assert.is_false(ok)
+    assert.are.equal("spec/gen_spec.lua:" .. (line + 5) .. ": f: unknown option 'a' (valid options: x)", err)
+    assert.is_nil(gen.unknown_key({x = 1}, {"x"}, "f"))
+  end)
+end)
+
+-- issue 8 item 32: no OTP function answers bad arguments with Lua internals
+-- ("attempt to index a nil value (local 'opts')") or an error located in
+-- moonbeam's own files.
+describe("every public function of the OTP modules, given bad arguments", function()
+  it("fails with a clear error, an exit or a result, never with Lua internals", function()
+    local mods = {"gen", "gen_server", "gen_statem", "supervisor", "dynamic_supervisor", "task", "task_supervisor",
+                  "agent", "registry", "pubsub", "logger", "application"}
+    local argsets = {{n = 0}, {42, n = 1}, {"x", n = 1}, {{}, n = 1}, {nil, 42, n = 2}, {"x", 42, n = 2},
+                     {{}, {}, n = 2}, {"x", "y", 5, n = 3}, {{}, {}, {}, n = 3}, {"x", {}, 5, 7, n = 4},
+                     {1, "y", {}, {}, n = 4}}
+    local bad = {}
+    run(function()
+      logger_quiet()
+      local me = mb.self()
+      for _, m in ipairs(mods) do
+        local names = {}
+        for k, v in pairs(require("moonbeam." .. m)) do
+          if type(v) == "function" and k:sub(1, 1) ~= "_" and k ~= "console" then names[#names + 1] = k end
+        end
+        table.sort(names)
+        for _, fname in ipairs(names) do
+          for _, a in ipairs(argsets) do
+            local pid = mb.spawn(function()
+              mb.trap_exit(true)
+              local ok, err = pcall(require("moonbeam." .. m)[fname], table.unpack(a, 1, a.n))
+              mb.send(me, {"r", not ok and mb.exit_reason(err) == nil and tostring(err) or "fine"})
+            end)
+            local r = mb.receive(function(x) return type(x) == "table" and x[1] == "r" end, 2000)
+            local what = m .. "." .. fname .. "(" .. mb.format(a):sub(2, -2) .. ")"
+            if not r then
+              mb.exit(pid, "kill")
+              bad[#bad + 1] = what .. ": no answer"
+            elseif r[2]:find("attempt to") or r[2]:find("bad argument #") or r[2]:find("/moonbeam/[%w_]+%.lua:%d+:") then
+              bad[#bad + 1] = what .. ": " .. r[2]:sub(1, 200)
+            end
+          end
+        end
+      end
+    end)
+    assert.are.same({}, bad)
   end)
 end)

@@ -929,3 +929,56 @@ describe("gen_statem", function()
     end)
   end)
 end)
+
+describe("gen_statem: returns, calling_self, options (issue 8 items 16, 17, 18, 33)", function()
+  local function raised(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok, "expected an error")
+    assert.are.equal("string", type(err), "expected an error message, got " .. tostring(err))
+    return err
+  end
+
+  it("a state callback's return without its data, or with an unknown tag, stops the machine at once", function()
+    run(function()
+      logger.remove_backend("console")
+      local function machine(ret)
+        return start({
+          callback_mode = "handle_event_function",
+          init = function() return "ok", "s", 0 end,
+          handle_event = function() return table.unpack(ret, 1, ret.n) end,
+        })
+      end
+      for _, ret in ipairs({table.pack("next_state", "t"), table.pack("keep_state"), table.pack("next_stat", "t", 1),
+                            table.pack("repeat_state")}) do
+        local reason = cast_and_down(machine(ret), "x")
+        assert.are.equal("bad_return_from_state_function", reason[1])
+      end
+      local none, reason = gen_statem.start({callback_mode = "state_functions", init = function() return "ok", "s" end})
+      assert.is_nil(none)
+      assert.are.same({"bad_return_from_init", "{\"ok\", \"s\"}"}, reason)
+    end)
+  end)
+
+  it("get_state and call on the calling process fail at once with calling_self", function()
+    run(function()
+      local t0 = mb.clock()
+      assert.are.same({"calling_self", {"gen_statem", "get_state", {mb.self()}}}, exit_of(gen_statem.get_state, mb.self()))
+      assert.are.equal("calling_self", exit_of(gen_statem.call, mb.self(), "x")[1])
+      assert.is_true(mb.clock() - t0 < 1, "it waited for a timeout")
+    end)
+  end)
+
+  it("unknown options raise naming the key and the valid ones, at the caller's line", function()
+    run(function()
+      local M = {callback_mode = "state_functions", init = function() return "ok", "s", 0 end}
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() gen_statem.start(M, nil, {hibernate_after = 10}) end) -- line + 1
+      assert.matches("gen_statem_spec.lua:" .. (line + 1) .. ": gen_statem.start: unknown option 'hibernate_after' "
+                     .. "(valid options: name, timeout, scheduler)", err, 1, true)
+      assert.matches("gen_statem.child_spec: unknown option 'restarts' (valid options: id, restart, shutdown, name)",
+                     raised(function() gen_statem.child_spec(M, nil, {restarts = "temporary"}) end), 1, true)
+      assert.matches("gen_statem.child_spec: module 'no.such.statem' not found",
+                     raised(function() gen_statem.child_spec("no.such.statem") end), 1, true)
+    end)
+  end)
+end)

@@ -297,3 +297,86 @@ describe("logger", function()
       "logger.set_level: must be called from a moonbeam process")
   end)
 end)
+
+describe("logger reports (issue 8 items 19, 32)", function()
+  local function raised(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok, "expected an error")
+    return tostring(err)
+  end
+
+  it("prints a traceback nested in a reason as it is (no escaped \\9), and keeps the reason as a value", function()
+    run(function()
+      capture()
+      local tb = "stack traceback:\n\tworker.lua:3: in function 'f'"
+      local reason = {{"error", "worker.lua:3: boom", tb}, {"gen_server", "call", {"srv", "go"}}}
+      logger.crash_report({what = "GenServer", name = "caller", reason = reason})
+      local got = next_log()
+      local line, ev = got[3], got[2]
+      assert.matches('** (exit) {{"error", "worker.lua:3: boom", <traceback 1>}, {"gen_server", "call", {"srv", "go"}}}',
+                     line, 1, true)
+      assert.matches("\n" .. tb, line, 1, true)
+      assert.is_nil(line:find("\\9", 1, true))
+      assert.is_nil(line:find("\\\n", 1, true))
+      assert.are.same(reason, ev.report.reason)
+      -- a structured error value stays a table in the report
+      logger.crash_report({reason = {"error", {code = 42}, ""}})
+      ev = next_log()[2]
+      assert.are.same({"error", {code = 42}, ""}, ev.report.reason)
+    end)
+  end)
+
+  it("a process raising a table is reported with the table as a value, on every scheduler", function()
+    run(function()
+      capture()
+      for s = 1, 2 do
+        gen.spawn({scheduler = s}, function()
+          local _ = logger
+          error({code = 42, why = "bad"})
+        end)
+        local got = next_log()
+        assert.are.equal("crash_report", got[2].kind)
+        assert.are.same({code = 42, why = "bad"}, got[2].report.reason)
+        assert.matches('** (error) {', got[3], 1, true)
+        assert.matches('code = 42', got[3], 1, true)
+        assert.is_nil(got[3]:find("table: 0x", 1, true))
+        assert.matches("stack traceback:\n\t", got[3], 1, true)
+      end
+    end)
+  end)
+
+  it("supervisor reports print nested tracebacks the same way", function()
+    run(function()
+      capture()
+      local tb = "stack traceback:\n\tw.lua:1: in main chunk"
+      logger.supervisor_report({supervisor = "sup", context = "start_error",
+                                reason = {"shutdown", {"failed_to_start_child", "w", {"error", "w.lua:1: no", tb}}},
+                                child = {id = "w"}})
+      local line = next_log()[3]
+      assert.matches('** (exit) {"shutdown", {"failed_to_start_child", "w", {"error", "w.lua:1: no", <traceback 1>}}}',
+                     line, 1, true)
+      assert.matches("\n" .. tb, line, 1, true)
+      assert.is_nil(line:find("\\9", 1, true))
+    end)
+  end)
+
+  it("report functions check their argument, raising at the caller's line", function()
+    run(function()
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() logger.crash_report(nil) end) -- line + 1
+      assert.matches("logger_spec.lua:" .. (line + 1) .. ": logger.crash_report: report must be a table", err, 1, true)
+      assert.matches("logger.crash_report: report.pid must be a pid, got 5",
+                     raised(function() logger.crash_report({pid = 5}) end), 1, true)
+      assert.matches("logger.supervisor_report: report must be a table",
+                     raised(function() logger.supervisor_report("x") end), 1, true)
+      assert.matches("logger.supervisor_report: report.context must be a string, got nil",
+                     raised(function() logger.supervisor_report({}) end), 1, true)
+      assert.matches("logger.supervisor_report: report.child must be a table, got number",
+                     raised(function() logger.supervisor_report({context = "x", child = 1}) end), 1, true)
+      assert.matches("logger.configure: unknown option 'levle' (valid options: level, formatter)",
+                     raised(function() logger.configure({levle = "info"}) end), 1, true)
+      err = raised(function() logger.log("loud", "x") end) -- line + 13
+      assert.matches("logger_spec.lua:" .. (line + 13) .. ": logger.log: unknown level \"loud\"", err, 1, true)
+    end)
+  end)
+end)

@@ -288,3 +288,24 @@ describe("moonbeam.pubsub", function()
     end)
   end)
 end)
+
+describe("pubsub: options (issue 8 items 17, 18, 32)", function()
+  local function raised(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok, "expected an error")
+    return tostring(err)
+  end
+
+  it("unknown options raise naming the key and the valid ones, at the caller's line", function()
+    run(function()
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() pubsub.start_link({name = "ps", pool_size = 2}) end) -- line + 1
+      assert.matches("pubsub_spec.lua:" .. (line + 1) .. ": pubsub.start_link: unknown option 'pool_size' "
+                     .. "(valid options: name)", err, 1, true)
+      assert.matches("pubsub.child_spec: options table expected",
+                     raised(function() pubsub.child_spec(nil) end), 1, true)
+      err = raised(function() pubsub.subscribe("nope", "t") end) -- line + 6
+      assert.matches("pubsub_spec.lua:" .. (line + 6) .. ": pubsub.subscribe: unknown PubSub 'nope'", err, 1, true)
+    end)
+  end)
+end)

@@ -410,6 +410,33 @@ describe("moonbeam.registry", function()
         end)
       end)
 
+      -- issue 8 item 20: Elixir's {:via, Registry, {registry, key}}
+      it("accepts Elixir's shape {\"via\", registry_module, {registry_name, key}}", function()
+        if not ok then return pending("moonbeam.gen_server is not there yet") end
+        run(function()
+          registry.start_link{keys = "unique", name = "my_reg"}
+          local name = {"via", registry, {"my_reg", "key"}}
+          local pid = assert(gen_server.start_link(counter, 41, {name = name}))
+          assert.are.equal(pid, registry.whereis_name("my_reg", "key"))
+          assert.are.equal(pid, registry.whereis_name({"my_reg", "key"}))
+          gen_server.cast(name, "inc")
+          assert.are.equal(42, gen_server.call(name, "get"))
+          assert.are.equal(pid, gen_server.whereis(name))
+          local none, err = gen_server.start(counter, 0, {name = name})
+          assert.is_nil(none)
+          assert.are.same({"already_started", pid}, err)
+          -- the reason names the module, which can travel in an exit reason
+          local reason = exit_reason_of(gen_server.call, {"via", registry, {"my_reg", "nobody"}}, "get")
+          assert.are.same({"noproc", {"gen_server", "call", {{"via", "moonbeam.registry", {"my_reg", "nobody"}}, "get"}}},
+                          reason)
+          assert.is_true(registry.send({"my_reg", "key"}, "stray"))
+          local ref = mb.monitor(pid)
+          gen_server.stop(name)
+          await_down(ref)
+          assert.is_nil(registry.whereis_name({"my_reg", "key"}))
+        end)
+      end)
+
       it("calling an unregistered via name fails with noproc", function()
         if not ok then return pending("moonbeam.gen_server is not there yet") end
         run(function()
@@ -470,6 +497,31 @@ describe("moonbeam.registry", function()
         assert.has_error(function() registry.register("reg", "k", function() end) end)
         assert.are.same({}, registry.lookup("reg", "k"))
       end)
+    end)
+  end)
+end)
+
+describe("registry: options (issue 8 items 17, 18, 32)", function()
+  local function raised(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok, "expected an error")
+    return tostring(err)
+  end
+
+  it("unknown options raise naming the key and the valid ones, at the caller's line", function()
+    run(function()
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() registry.start_link({keys = "unique", name = "r", partitions = 2}) end)
+      assert.matches("registry_spec.lua:" .. (line + 1) .. ": registry.start_link: unknown option 'partitions' "
+                     .. "(valid options: keys, name, meta)", err, 1, true)
+      assert.matches("registry.child_spec: options table expected",
+                     raised(function() registry.child_spec(nil) end), 1, true)
+      assert.matches("registry.child_spec: unknown option 'listeners'",
+                     raised(function() registry.child_spec({keys = "unique", name = "r", listeners = {}}) end),
+                     1, true)
+      err = raised(function() registry.lookup(42, "k") end) -- line + 9
+      assert.matches("registry_spec.lua:" .. (line + 9) .. ": registry.lookup: registry name or pid expected", err,
+                     1, true)
     end)
   end)
 end)

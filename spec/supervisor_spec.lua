@@ -572,3 +572,98 @@ describe("supervisor", function()
     end)
   end)
 end)
+
+describe("supervisor: options, child specs and intensity (issue 8)", function()
+  local function raised(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok, "expected an error")
+    assert.are.equal("string", type(err), "expected an error message, got " .. tostring(err))
+    return err
+  end
+
+  it("unknown keys in a child spec raise, naming the key and the valid ones, at the caller's line", function()
+    run(function()
+      local spec = worker("w", nil, {restarts = "temporary"})
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() supervisor.start_link({spec}) end) -- line + 1
+      assert.matches("supervisor_spec.lua:" .. (line + 1) .. ": supervisor.start_link: child \"w\": unknown child "
+                     .. "spec key 'restarts' (valid child spec keys: id, start, restart, shutdown, type, modules)",
+                     err, 1, true)
+      local sup = assert(supervisor.start_link({}))
+      err = raised(function() supervisor.start_child(sup, worker("x", nil, {shutdwn = 10})) end)
+      assert.matches("supervisor.start_child: child \"x\": unknown child spec key 'shutdwn'", err, 1, true)
+      assert.are.same({}, supervisor.which_children(sup))
+    end)
+  end)
+
+  it("unknown options raise: start_link, init, child_spec", function()
+    run(function()
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() supervisor.start_link({}, {max_restart = 10}) end) -- line + 1
+      assert.matches("supervisor_spec.lua:" .. (line + 1) .. ": supervisor.start_link: unknown option 'max_restart' "
+                     .. "(valid options: strategy, max_restarts, max_seconds, name, timeout)", err, 1, true)
+      assert.matches("supervisor.start_link: unknown option 'strategy'",
+                     raised(function() supervisor.start_link({init = function() end}, nil, {strategy = "x"}) end),
+                     1, true)
+      assert.matches("supervisor.init: unknown option 'name' (valid options: strategy, max_restarts, max_seconds)",
+                     raised(function() supervisor.init({}, {name = "x"}) end), 1, true)
+      assert.matches("supervisor.child_spec: unknown option 'restarts'",
+                     raised(function() supervisor.child_spec({}, {restarts = "temporary"}) end), 1, true)
+    end)
+  end)
+
+  it("a module's init returning unknown flags fails the start with bad_flags", function()
+    run(function()
+      quiet()
+      mb.trap_exit(true)
+      local Mod = {init = function() return "ok", {}, {max_restart = 10} end}
+      local none, reason = supervisor.start_link(Mod, nil)
+      assert.is_nil(none)
+      assert.are.equal("bad_flags", reason[1])
+      assert.matches("unknown option 'max_restart'", reason[2], 1, true)
+    end)
+  end)
+
+  it("bad arguments to child_spec and init raise clearly", function()
+    run(function()
+      assert.matches("supervisor.child_spec: expected a list of children, got nil",
+                     raised(function() supervisor.child_spec(nil) end), 1, true)
+      assert.matches("supervisor.child_spec: opts must be a table, got string",
+                     raised(function() supervisor.child_spec({}, "x") end), 1, true)
+      assert.matches("supervisor.init: expected a list of children, got number",
+                     raised(function() supervisor.init(5) end), 1, true)
+    end)
+  end)
+
+  -- issue 8 item 25: math.huge / "infinity" is a window that never ends
+  for _, forever in ipairs({math.huge, "infinity", 1e300}) do
+    it("max_seconds = " .. tostring(forever) .. " still gives up after more than max_restarts restarts", function()
+      run(function()
+        quiet()
+        mb.trap_exit(true)
+        local sup = assert(supervisor.start_link({worker("c")}, {max_restarts = 2, max_seconds = forever}))
+        local ref = mb.monitor(sup)
+        assert(started())
+        for _ = 1, 2 do
+          mb.sleep(30) -- an expiry timer that fired at once would have forgotten the restart by now
+          gen_server.cast("c", "crash")
+          assert(started(), "not restarted")
+        end
+        mb.sleep(30)
+        gen_server.cast("c", "crash")
+        local down = mb.receive(function(m) return type(m) == "table" and m[1] == "DOWN" and m[2] == ref end, 3000)
+        assert(down, "the supervisor never gave up")
+        assert.are.equal("shutdown", down[5])
+      end)
+    end)
+  end
+
+  it("max_seconds: negative, zero, NaN and non-numbers raise", function()
+    run(function()
+      for _, bad in ipairs({-1, 0, 0 / 0, "5", true}) do
+        assert.matches("max_seconds must be a number > 0 or \"infinity\"",
+                       raised(function() supervisor.start_link({}, {max_seconds = bad}) end), 1, true)
+      end
+    end)
+  end)
+end)

@@ -543,3 +543,25 @@ describe("task", function()
     end)
   end)
 end)
+
+describe("task: options (issue 8 items 17, 18)", function()
+  local function raised(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok, "expected an error")
+    assert.are.equal("string", type(err), "expected an error message, got " .. tostring(err))
+    return err
+  end
+
+  it("async_stream's unknown options raise naming the key and the valid ones, at the caller's line", function()
+    run(function()
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() task.async_stream({1}, function(x) return x end, {max_concurency = 2}) end)
+      assert.matches("task_spec.lua:" .. (line + 1) .. ": task.async_stream: unknown option 'max_concurency' "
+                     .. "(valid options: max_concurrency, ordered, timeout, on_timeout)", err, 1, true)
+      err = raised(function() task.await({}, 10) end) -- line + 4
+      assert.matches("task_spec.lua:" .. (line + 4) .. ": task.await: expected a task", err, 1, true)
+      err = raised(function() task.async(42) end) -- line + 6
+      assert.matches("task_spec.lua:" .. (line + 6) .. ": task.async: expected a function", err, 1, true)
+    end)
+  end)
+end)

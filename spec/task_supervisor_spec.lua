@@ -320,3 +320,31 @@ describe("task_supervisor", function()
     end)
   end)
 end)
+
+describe("task_supervisor: options (issue 8 items 17, 18)", function()
+  local function raised(fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok, "expected an error")
+    assert.are.equal("string", type(err), "expected an error message, got " .. tostring(err))
+    return err
+  end
+
+  it("unknown options raise naming the key and the valid ones, at the caller's line", function()
+    run(function()
+      local line = debug.getinfo(1, "l").currentline
+      local err = raised(function() task_supervisor.start_link({max_child = 1}) end) -- line + 1
+      assert.matches("task_supervisor_spec.lua:" .. (line + 1) .. ": task_supervisor.start_link: unknown option "
+                     .. "'max_child' (valid options: name, max_children, max_restarts, max_seconds)", err, 1, true)
+      assert.matches("task_supervisor.child_spec: unknown option 'shutdown'",
+                     raised(function() task_supervisor.child_spec({shutdown = 5}) end), 1, true)
+      local sup = assert(task_supervisor.start_link())
+      assert.matches("task_supervisor.start_child_opt: unknown option 'restarts' (valid options: restart, shutdown)",
+                     raised(function()
+                       task_supervisor.start_child_opt(sup, {restarts = "transient"}, function() end)
+                     end), 1, true)
+      err = raised(function() task_supervisor.async(42, function() end) end) -- line + 11
+      assert.matches("task_supervisor_spec.lua:" .. (line + 11) .. ": task_supervisor.async: expected a supervisor",
+                     err, 1, true)
+    end)
+  end)
+end)

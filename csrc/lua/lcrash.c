@@ -94,7 +94,8 @@ static int report_p(lua_State *L) {
     else lua_pushnil(L);
     lua_pushvalue(L, 4);
     lua_pushvalue(L, 3);
-    if (lua_pcall(L, 4, 0, 0) == LUA_OK) return 0;
+    lua_pushvalue(L, 2); /* the error value itself: a table stays a table in the report */
+    if (lua_pcall(L, 5, 0, 0) == LUA_OK) return 0;
     fprintf(stderr, "moonbeam: the crash handler failed: %s\n", mbl_error_text(L, -1));
   }
   fprintf(stderr, "moonbeam: process <%u.%u.%u>%s%s crashed: %s\n%s\n", mb_pid_node(pid),

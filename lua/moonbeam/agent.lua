@@ -50,8 +50,13 @@ function agent._server.handle_call(req, _, state)
   if op == "get" then
     return "reply", (apply(req[2], state)), state
   elseif op == "get_and_update" then
-    local value, new_state = apply(req[2], state)
-    return "reply", value, new_state
+    local r = table.pack(apply(req[2], state))
+    if r.n ~= 2 then
+      -- as Elixir's Agent: the function must return {value, new_state}
+      error(fmt("agent.get_and_update: the function must return two values (the reply and the new state), "
+                .. "got %d", r.n), 0)
+    end
+    return "reply", r[1], r[2]
   elseif op == "update" then
     return "reply", "ok", (apply(req[2], state))
   end
@@ -64,23 +69,23 @@ end
 
 -- ------------------------------------------------------------------ API
 
-local function pack_fn(fn, who, level)
+local function pack_fn(fn, who)
   local t = type(fn)
   if t == "function" then
     local ok, packed = pcall(gen.pack, fn, who .. ": function")
-    if not ok then error(packed, level + 1) end
+    if not ok then gen.error(packed) end
     return packed
   end
   if t == "table" and type(fn[1]) == "string" and type(fn[2]) == "string" then
     return gen.pack(fn)
   end
-  error(fmt("%s: expected a function or {module_name, function_name, args...}, got %s",
-            who, t == "table" and mb.format(fn) or t), level + 1)
+  gen.error(fmt("%s: expected a function or {module_name, function_name, args...}, got %s",
+                who, t == "table" and mb.format(fn) or t))
 end
 
 local function call(op, ag, fn, timeout)
   local who = "agent." .. op
-  local packed = pack_fn(fn, who, 3)
+  local packed = pack_fn(fn, who)
   gen.check_timeout(timeout, who, 5000)
   if timeout == nil then timeout = 5000 end
   local ok, res = pcall(gen.call, ag, {op, packed}, timeout, "agent")
@@ -98,12 +103,12 @@ end
 ---@field timeout? number|"infinity" how long `fn` may take (default 5000); then start returns nil, "timeout"
 ---@field scheduler? integer|"here" where to run the agent
 
+local START_OPTS = {"name", "timeout", "scheduler"}
+local CHILD_SPEC_OPTS = {"id", "restart", "shutdown", "name", "timeout", "scheduler"}
+
 local function do_start(link, fn, opts, who)
-  local packed = pack_fn(fn, "agent." .. who, 3)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(fmt("agent.%s: opts must be a table, got %s", who, type(opts)), 3)
-  end
-  opts = opts or {}
+  local packed = pack_fn(fn, "agent." .. who)
+  opts = gen.check_opts(opts, START_OPTS, "agent." .. who)
   local sopts = {name = opts.name, timeout = opts.timeout or 5000, scheduler = opts.scheduler}
   if link then return gen_server.start_link(agent._server, packed, sopts) end
   return gen_server.start(agent._server, packed, sopts)
@@ -167,7 +172,7 @@ end
 ---@param fn moonbeam.agent_fn
 ---@return "ok"
 function agent.cast(ag, fn)
-  return gen.cast(ag, {"cast", pack_fn(fn, "agent.cast", 2)})
+  return gen.cast(ag, {"cast", pack_fn(fn, "agent.cast")})
 end
 
 --- Stops the agent synchronously with `reason` (default "normal"), waiting
@@ -192,8 +197,8 @@ end
 ---@param opts? moonbeam.agent.opts|{id?: any, restart?: string, shutdown?: number|string}
 ---@return table spec
 function agent.child_spec(fn, opts)
-  pack_fn(fn, "agent.child_spec", 2)
-  opts = opts or {}
+  pack_fn(fn, "agent.child_spec")
+  opts = gen.check_opts(opts, CHILD_SPEC_OPTS, "agent.child_spec")
   local start_opts = {name = opts.name, timeout = opts.timeout, scheduler = opts.scheduler}
   return {id = opts.id == nil and "agent" or opts.id, start = {"moonbeam.agent", "start_link", {fn, start_opts}},
           restart = opts.restart or "permanent", shutdown = opts.shutdown or 5000, type = "worker"}

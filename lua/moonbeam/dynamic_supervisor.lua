@@ -13,6 +13,7 @@ local supervisor = require "moonbeam.supervisor"
 local dynamic_supervisor = {}
 
 local LABEL = "dynamic_supervisor"
+local FLAG_KEYS = {"max_restarts", "max_seconds", "max_children", "extra_arguments"}
 local fmt = string.format
 
 -- ------------------------------------------------------------------ the supervisor process
@@ -82,9 +83,7 @@ local function give_up(st)
 end
 
 local function restart(st, spec)
-  st.restarts = st.restarts + 1
-  pcall(mb.send_after, st.period_ms, mb.self(), {"$dsup_expire"})
-  if st.restarts > st.intensity then return give_up(st) end
+  if supervisor._add_restart(st, {"$dsup_expire"}) then return give_up(st) end
   local pid, reason = supervisor._start_proc(spec, st.extra)
   if mb.is_pid(pid) then
     add(st, pid, spec)
@@ -107,10 +106,14 @@ function cb.init(arg)
     if r[1] == "ignore" then return "ignore" end
     if r[1] ~= "ok" or type(r[2]) ~= "table" then return "stop", {"bad_return", mb.format(r[1], 1)} end
     flags = r[2]
+    local ok, err = pcall(supervisor._check_flags, flags, "dynamic_supervisor init")
+    if not ok then return "stop", {"bad_flags", (tostring(err):gsub("^[^:]*:%d+: ", ""))} end
+    local bad = gen.unknown_key(flags, FLAG_KEYS, "dynamic_supervisor init")
+    if bad then return "stop", {"bad_flags", bad} end
   end
   local max = flags.max_children
   return "ok", {name = arg.name, intensity = flags.max_restarts or 3,
-                period_ms = (flags.max_seconds or 5) * 1000, restarts = 0,
+                period_ms = supervisor._window_ms(flags.max_seconds), restarts = 0,
                 max_children = (max == nil or max == "infinity") and math.huge or max,
                 extra = flags.extra_arguments or {}, children = {}, count = 0, restarting = {}, seq = 0}
 end
@@ -210,21 +213,25 @@ end
 ---@field name? string|table a registered name or {"via", registry, key}
 ---@field timeout? number|"infinity"
 
-local function check_opts(opts, who)
-  if opts ~= nil and type(opts) ~= "table" then error(fmt("%s: opts must be a table", who), 3) end
-  opts = opts or {}
+local START_OPTS = {"strategy", "max_restarts", "max_seconds", "max_children", "extra_arguments", "name", "timeout"}
+local MODULE_OPTS = {"name", "timeout"}
+local INIT_OPTS = {"strategy", "max_restarts", "max_seconds", "max_children", "extra_arguments"}
+local CHILD_SPEC_OPTS = {"id", "restart", "shutdown", "strategy", "max_restarts", "max_seconds", "max_children",
+                         "extra_arguments", "name", "timeout"}
+
+local function check_opts(opts, who, valid)
+  opts = gen.check_opts(opts, valid, who)
   if opts.strategy ~= nil and opts.strategy ~= "one_for_one" then
-    error(fmt("%s: the only strategy is one_for_one, got %s", who, mb.format(opts.strategy, 1)), 3)
+    gen.error(fmt("%s: the only strategy is one_for_one, got %s", who, mb.format(opts.strategy, 1)))
   end
   local mc = opts.max_children
   if mc ~= nil and mc ~= "infinity" and not (math.type(mc) == "integer" and mc >= 0) then
-    error(fmt("%s: max_children must be an integer >= 0 or \"infinity\", got %s", who, mb.format(mc, 1)), 3)
+    gen.error(fmt("%s: max_children must be an integer >= 0 or \"infinity\", got %s", who, mb.format(mc, 1)))
   end
   if opts.extra_arguments ~= nil and type(opts.extra_arguments) ~= "table" then
-    error(fmt("%s: extra_arguments must be a list", who), 3)
+    gen.error(fmt("%s: extra_arguments must be a list", who))
   end
-  local ok, err = pcall(supervisor._check_flags, opts, who)
-  if not ok then error(err, 3) end
+  supervisor._check_flags(opts, who)
   gen.check_name(opts.name, who)
   return opts
 end
@@ -248,11 +255,11 @@ function dynamic_supervisor.start_link(opts_or_module, arg, module_opts)
   local first = opts_or_module
   local state, opts
   if type(first) == "string" or (type(first) == "table" and type(first.init) == "function") then
-    opts = check_opts(module_opts, "dynamic_supervisor.start_link")
+    opts = check_opts(module_opts, "dynamic_supervisor.start_link", MODULE_OPTS)
     gen.require_module(first, "dynamic_supervisor.start_link")
     state = {module = first, arg = arg, name = opts.name}
   else
-    opts = check_opts(first, "dynamic_supervisor.start_link")
+    opts = check_opts(first, "dynamic_supervisor.start_link", START_OPTS)
     state = {flags = flags_of(opts), name = opts.name}
   end
   return gen_server.start_link(cb, state, {name = opts.name, timeout = opts.timeout})
@@ -263,7 +270,7 @@ end
 ---@return "ok"
 ---@return table flags
 function dynamic_supervisor.init(opts)
-  opts = check_opts(opts, "dynamic_supervisor.init")
+  opts = check_opts(opts, "dynamic_supervisor.init", INIT_OPTS)
   return "ok", flags_of(opts)
 end
 
@@ -272,7 +279,7 @@ end
 ---@param opts? moonbeam.dynamic_supervisor.opts|{id?: any, restart?: string}
 ---@return moonbeam.child_spec
 function dynamic_supervisor.child_spec(opts)
-  opts = opts or {}
+  opts = check_opts(opts, "dynamic_supervisor.child_spec", CHILD_SPEC_OPTS)
   local start_opts = {}
   for k, v in pairs(opts) do
     if k ~= "id" and k ~= "restart" and k ~= "shutdown" then start_opts[k] = v end
@@ -300,7 +307,7 @@ function dynamic_supervisor.start_child(sup, child)
     child = copy
   end
   local spec, err = supervisor._normalize(child)
-  if not spec then error("dynamic_supervisor.start_child: " .. err, 2) end
+  if not spec then gen.error("dynamic_supervisor.start_child: " .. err) end
   local r = gen.call(sup, {"start_child", gen.pack(spec, "child")}, "infinity", LABEL)
   return r[1], r[2]
 end
@@ -312,7 +319,7 @@ end
 ---@return "ok"|nil
 ---@return string? err
 function dynamic_supervisor.terminate_child(sup, pid)
-  if not mb.is_pid(pid) then error("dynamic_supervisor.terminate_child: expected a pid, got " .. type(pid), 2) end
+  if not mb.is_pid(pid) then gen.error("dynamic_supervisor.terminate_child: expected a pid, got " .. type(pid)) end
   local r = gen.call(sup, {"terminate_child", pid}, "infinity", LABEL)
   return r[1], r[2]
 end

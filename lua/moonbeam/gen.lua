@@ -245,6 +245,90 @@ function gen.unpack(data)
   return value(data[2])
 end
 
+-- ------------------------------------------------------------------ errors
+
+-- The directory of moonbeam's own Lua modules ("@/path/to/moonbeam/").
+local HERE = debug.getinfo(1, "S").source:match("^(@.*[/\\])[^/\\]*$")
+
+local function internal(info)
+  return info.what == "C" or (HERE ~= nil and info.source:sub(1, #HERE) == HERE)
+end
+
+--- Raises `msg` at the line of the code that called into moonbeam: the
+--- first frame on the stack that is neither a C function nor in one of
+--- moonbeam's own modules (so an error names the user's file:line, whatever
+--- the depth of the helpers that found the mistake).
+---@param msg any
+function gen.error(msg)
+  local level = 2
+  while true do
+    local info = debug.getinfo(level, "S")
+    if info == nil then
+      level = 0
+      break
+    end
+    if not internal(info) then break end
+    level = level + 1
+  end
+  error(msg, level)
+end
+
+--- The message for the first key of `t` (in sorted order) that is not in
+--- `valid`, naming it and the valid ones: `who: unknown option 'x' (valid
+--- options: a, b)`; nil when every key is valid. `what` replaces "option".
+---@param t table
+---@param valid string[] the valid keys, in the order to list them
+---@param who string
+---@param what? string default "option"
+---@return string?
+function gen.unknown_key(t, valid, who, what)
+  if type(t) ~= "table" or type(valid) ~= "table" then
+    gen.error(fmt("gen.unknown_key: expected a table and a list of valid keys, got %s and %s", type(t), type(valid)))
+  end
+  who = who or "?"
+  local bad
+  for k in next, t do
+    local found = false
+    for i = 1, #valid do
+      if valid[i] == k then
+        found = true
+        break
+      end
+    end
+    if not found and (bad == nil or tostring(k) < tostring(bad)) then bad = k end
+  end
+  if bad == nil then return nil end
+  what = what or "option"
+  return fmt("%s: unknown %s %s (valid %ss: %s)", who, what,
+             type(bad) == "string" and ("'" .. bad .. "'") or mb.format(bad, 1),
+             what, table.concat(valid, ", "))
+end
+
+--- Raises (with gen.error) the message of gen.unknown_key, if any.
+---@param t table
+---@param valid string[]
+---@param who string
+---@param what? string
+function gen.check_keys(t, valid, who, what)
+  local msg = gen.unknown_key(t, valid, who, what)
+  if msg then gen.error(msg) end
+end
+
+--- Raises (with gen.error) unless `opts` is nil or a table; returns it (an
+--- empty table for nil) after checking its keys against `valid`.
+---@param opts any
+---@param valid string[]
+---@param who string
+---@return table
+function gen.check_opts(opts, valid, who)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    gen.error(fmt("%s: opts must be a table, got %s", who, type(opts)))
+  end
+  gen.check_keys(opts, valid, who)
+  return opts
+end
+
 -- ------------------------------------------------------------------ names
 
 local function registry_mod() return require "moonbeam.registry" end
@@ -260,11 +344,30 @@ end
 function gen.check_name(name, who)
   if name == nil or is_via(name) then return end
   if type(name) == "string" then
-    if #name == 0 or #name > 255 then error(who .. ": a name must be 1..255 bytes", 3) end
+    if #name == 0 or #name > 255 then gen.error(who .. ": a name must be 1..255 bytes") end
     return
   end
-  error(fmt("%s: opts.name must be a string or {\"via\", registry, key}, got %s",
-            who, mb.format(name)), 3)
+  gen.error(fmt("%s: opts.name must be a string or {\"via\", registry, key}, got %s",
+                who, mb.format(name)))
+end
+
+--- A server reference as it can travel in an exit reason: a via name whose
+--- registry is a module table names the module instead (its functions
+--- cannot be sent).
+---@param server any
+---@return any
+function gen.server_term(server)
+  if is_via(server) and type(server[2]) == "table" then
+    local name = "<module>"
+    for n, m in next, package.loaded do
+      if m == server[2] and type(n) == "string" then
+        name = n
+        break
+      end
+    end
+    return {"via", name, server[3]}
+  end
+  return server
 end
 
 --- The pid behind a server reference, or nil if there is none.
@@ -285,8 +388,8 @@ function gen.whereis(server)
     if mb.is_pid(pid) then return pid end
     return nil
   end
-  error(fmt("bad server: a pid, a registered name or {\"via\", registry, key} expected, got %s",
-            t == "table" and mb.format(server) or t), 2)
+  gen.error(fmt("bad server: a pid, a registered name or {\"via\", registry, key} expected, got %s",
+                t == "table" and mb.format(server) or t))
 end
 
 --- Registers the calling process under `name` (string or via).
@@ -294,6 +397,9 @@ end
 ---@return true|nil ok
 ---@return moonbeam.pid? existing the process that holds the name when it is taken
 function gen.register_name(name)
+  if not (type(name) == "string" or is_via(name)) then
+    gen.error("gen.register_name: a name must be a string or {\"via\", registry, key}, got " .. mb.format(name, 1))
+  end
   if type(name) == "string" then
     if mb.register(name) then return true end
     return nil, mb.whereis(name)
@@ -341,8 +447,8 @@ local function check_timeout(timeout, who, default)
   if timeout == nil then return default end
   if timeout == "infinity" then return nil end
   if type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout then
-    error(fmt("%s: timeout must be a number of ms >= 0 or \"infinity\", got %s",
-              who, mb.format(timeout)), 3)
+    gen.error(fmt("%s: timeout must be a number of ms >= 0 or \"infinity\", got %s",
+                  who, mb.format(timeout)))
   end
   return timeout
 end
@@ -365,8 +471,10 @@ end
 ---@return any reply
 function gen.call(server, request, timeout, label)
   label = label or "gen"
+  if type(label) ~= "string" then gen.error("gen.call: label must be a string, got " .. type(label)) end
   local ms = check_timeout(timeout, label .. ".call", 5000)
   local pid = gen.whereis(server)
+  server = gen.server_term(server)
   if not pid then mb.exit({"noproc", {label, "call", {server, request}}}) end
   local me = mb.self()
   if pid == me then mb.exit({"calling_self", {label, "call", {server, request}}}) end
@@ -385,10 +493,10 @@ end
 ---@return "ok"
 function gen.cast(server, request)
   local ok, pid = pcall(gen.whereis, server)
-  if not ok then error("cast: " .. tostring(pid), 2) end
+  if not ok then gen.error("cast: " .. tostring(pid)) end
   if pid then
     local sent, err = pcall(mb.send, pid, {"$gen_cast", request})
-    if not sent then error("cast: " .. tostring(err), 2) end
+    if not sent then gen.error("cast: " .. tostring(err)) end
   end
   return "ok"
 end
@@ -399,7 +507,7 @@ end
 ---@return "ok"
 function gen.reply(from, value)
   if type(from) ~= "table" or not mb.is_pid(from[1]) or from[2] == nil then
-    error("reply: from must be the {pid, ref} given with the call, got " .. mb.format(from), 2)
+    gen.error("reply: from must be the {pid, ref} given with the call, got " .. mb.format(from))
   end
   core.reply(from[1], from[2], value)
   return "ok"
@@ -414,9 +522,11 @@ end
 ---@return "ok"
 function gen.stop(server, reason, timeout, label)
   label = label or "gen"
+  if type(label) ~= "string" then gen.error("gen.stop: label must be a string, got " .. type(label)) end
   if reason == nil then reason = "normal" end
   local ms = check_timeout(timeout, label .. ".stop", nil)
   local pid = gen.whereis(server)
+  server = gen.server_term(server)
   if not pid then mb.exit({"noproc", {label, "stop", {server, reason}}}) end
   if pid == mb.self() then mb.exit({"calling_self", {label, "stop", {server, reason}}}) end
   local ref = mb.monitor(pid)
@@ -444,10 +554,11 @@ end
 ---@return moonbeam.ref? ref
 function gen.spawn(opts, fn, ...)
   if type(fn) ~= "function" and not (type(fn) == "table" and type(fn[1]) == "string") then
-    error("spawn: expected a function or {module_name, function_name}, got " .. type(fn), 2)
+    gen.error("spawn: expected a function or {module_name, function_name}, got " .. type(fn))
   end
+  if opts ~= nil and type(opts) ~= "table" then gen.error("spawn: opts must be a table, got " .. type(opts)) end
   local ok, packed = pcall(gen.pack, {fn, table.pack(...)}, "spawn")
-  if not ok then error(packed, 2) end
+  if not ok then gen.error(packed) end
   return mb.spawn_opt(opts or {}, {"moonbeam.gen", "_run"}, packed)
 end
 
@@ -501,7 +612,16 @@ end
 ---@param status "ok"|"ignore"|"error"
 ---@param value? any the reason, for "error"
 ---@param exit_reason? any
+local ACK_STATUS = {ok = true, ignore = true, error = true}
+
 function gen.init_ack(starter, status, value, exit_reason)
+  if type(starter) ~= "table" or not mb.is_pid(starter.starter) or starter.ref == nil then
+    gen.error("gen.init_ack: starter must be the table given to the started function, got "
+              .. (type(starter) == "table" and mb.format(starter, 1) or type(starter)))
+  end
+  if not ACK_STATUS[status] then
+    gen.error("gen.init_ack: status must be \"ok\", \"ignore\" or \"error\", got " .. mb.format(status, 1))
+  end
   mb.send(starter.starter, {"$gen_ack", starter.ref, status, value})
   if status == "ignore" then mb.exit("normal") end
   if status ~= "ok" then
@@ -528,8 +648,8 @@ function gen.check_module(module, who)
   local t = type(module)
   if t == "string" then return end
   if t == "table" and (type(module.init) == "function" or getmetatable(module) ~= nil) then return end
-  error(fmt("%s: module must be a module name or a table with an init function, got %s",
-            who, t == "table" and mb.format(module) or t), 3)
+  gen.error(fmt("%s: module must be a module name or a table with an init function, got %s",
+                who, t == "table" and mb.format(module) or t))
 end
 
 --- Checks, in the caller, that a callback module given by name loads and has
@@ -539,9 +659,10 @@ end
 ---@param who string e.g. "supervisor.start_link"
 function gen.require_module(module, who)
   if type(module) ~= "string" then return end
+  if type(who) ~= "string" then who = "gen.require_module" end
   local ok, mod = pcall(require, module)
   if not ok or type(mod) ~= "table" or type(mod.init) ~= "function" then
-    error(who .. ": " .. (ok and ("module '" .. module .. "' has no init function") or tostring(mod)), 3)
+    gen.error(who .. ": " .. (ok and ("module '" .. module .. "' has no init function") or tostring(mod)))
   end
 end
 
@@ -556,19 +677,23 @@ end
 ---@param who string "start" or "start_link"
 ---@return moonbeam.pid|"ignore"|nil
 ---@return any reason
+local BEHAVIOUR_OPTS = {"name", "timeout", "scheduler"}
+
 function gen.start_behaviour(label, link, module, arg, opts, who)
+  if type(label) ~= "string" or type(who) ~= "string" then
+    gen.error("gen.start_behaviour: label and who must be strings (e.g. \"gen_server\", \"start\")")
+  end
   local name = label .. "." .. who
   gen.check_module(module, name)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(fmt("%s: opts must be a table, got %s", name, type(opts)), 3)
-  end
-  opts = opts or {}
+  opts = gen.check_opts(opts, BEHAVIOUR_OPTS, name)
   gen.check_name(opts.name, name)
   gen.check_timeout(opts.timeout, name)
   return gen.start({"moonbeam." .. label, "_init_it"},
                    {link = link, name = opts.name, timeout = opts.timeout, scheduler = opts.scheduler,
                     args = {module, arg, n = 2}})
 end
+
+local START_OPTS = {"link", "name", "timeout", "args", "scheduler"}
 
 --- Starts a process running `fn(starter, ...opts.args)` and waits until it
 --- calls `gen.init_ack`. When `opts.name` is given the new process registers
@@ -586,15 +711,23 @@ end
 ---@return moonbeam.pid|"ignore"|nil
 ---@return any reason
 function gen.start(fn, opts)
-  opts = opts or {}
-  gen.check_name(opts.name, "start")
-  local ms = check_timeout(opts.timeout, "start", nil)
+  if type(fn) ~= "function" and not (type(fn) == "table" and (type(fn[1]) == "string" or type(fn[1]) == "table")
+                                     and type(fn[2]) == "string") then
+    gen.error("gen.start: expected a function or {module, function_name}, got "
+              .. (type(fn) == "table" and mb.format(fn) or type(fn)))
+  end
+  opts = gen.check_opts(opts, START_OPTS, "gen.start")
+  gen.check_name(opts.name, "gen.start")
+  local ms = check_timeout(opts.timeout, "gen.start", nil)
+  if opts.args ~= nil and type(opts.args) ~= "table" then
+    gen.error("gen.start: opts.args must be a list, got " .. type(opts.args))
+  end
   local me = mb.self()
   local ref = mb.make_ref()
   local args = table.pack(unpack(opts.args or {}, 1, (opts.args or {}).n or #(opts.args or {})))
   local st = {starter = me, parent = me, ref = ref, name = opts.name, linked = opts.link and true or false}
   local ok, packed = pcall(gen.pack, {fn, args, st}, "start")
-  if not ok then error(packed, 2) end
+  if not ok then gen.error(packed) end
   local pid, mref = mb.spawn_opt({link = opts.link, monitor = true, scheduler = opts.scheduler},
                                  {"moonbeam.gen", "_start_body"}, packed)
   local msg = mb.receive(function(m)

@@ -119,7 +119,7 @@ end
 local function noreply_result(s, state, r, last)
   if not r[1] then return terminate(s, failure_reason(r[2]), state, last) end
   local tag = r[2]
-  if tag == "noreply" and r.n <= 4 and valid_extra(r[4]) then return r[3], r[4] end
+  if tag == "noreply" and (r.n == 3 or r.n == 4) and valid_extra(r[4]) then return r[3], r[4] end
   if tag == "stop" and r.n == 4 then return terminate(s, r[3], r[4], last) end
   return terminate(s, bad_return(r, 2), state, last)
 end
@@ -129,10 +129,10 @@ local function handle_call(s, state, msg)
   local r = pack(xpcall(callback(s, "handle_call"), on_error, request, from, state))
   if not r[1] then return terminate(s, failure_reason(r[2]), state, msg) end
   local tag = r[2]
-  if tag == "reply" and r.n <= 5 and valid_extra(r[5]) then
+  if tag == "reply" and (r.n == 4 or r.n == 5) and valid_extra(r[5]) then
     gen.reply(from, r[3])
     return r[4], r[5]
-  elseif tag == "noreply" and r.n <= 4 and valid_extra(r[4]) then
+  elseif tag == "noreply" and (r.n == 3 or r.n == 4) and valid_extra(r[4]) then
     return r[3], r[4]
   elseif tag == "stop" and r.n == 5 then
     return terminate(s, r[3], r[5], msg, from, r[4])
@@ -251,7 +251,7 @@ function gen_server._init_it(starter, module, arg)
     gen.init_ack(starter, "error", reason)
   end
   local tag = r[2]
-  if tag == "ok" and r.n <= 4 and valid_extra(r[4]) then
+  if tag == "ok" and (r.n == 3 or r.n == 4) and valid_extra(r[4]) then
     gen.init_ack(starter, "ok")
     return loop(s, r[3], r[4])
   elseif tag == "ignore" and r.n == 2 then
@@ -340,11 +340,12 @@ function gen_server.whereis(server)
   return gen.whereis(server)
 end
 
-local function system_call(server, req, timeout)
+local function system_call(server, req, timeout, who)
+  local ms = gen.check_timeout(timeout, who, 5000)
   local pid = gen.whereis(server)
+  server = gen.server_term(server)
   if not pid then mb.exit({"noproc", {LABEL, "call", {server, req}}}) end
   if pid == mb.self() then mb.exit({"calling_self", {LABEL, "call", {server, req}}}) end
-  local ms = gen.check_timeout(timeout, "gen_server", 5000)
   local ref = mb.monitor(pid)
   mb.send(pid, {"$gen_system", {mb.self(), ref}, req})
   local msg = mb.receive(function(m)
@@ -365,7 +366,7 @@ end
 ---@param timeout? number|"infinity" default 5000
 ---@return any state
 function gen_server.get_state(server, timeout)
-  return system_call(server, {"get_state"}, timeout)[1]
+  return system_call(server, {"get_state"}, timeout, "gen_server.get_state")[1]
 end
 
 --- Upgrades the server's code: loads `module` (a module name or table; nil
@@ -381,7 +382,7 @@ end
 ---@return any reason
 function gen_server.code_change(server, module, old_vsn, extra, timeout)
   local packed = module ~= nil and gen.pack(module, "module") or nil
-  local r = system_call(server, {"code_change", packed, old_vsn, extra}, timeout)
+  local r = system_call(server, {"code_change", packed, old_vsn, extra}, timeout, "gen_server.code_change")
   return r[1], r[2]
 end
 
@@ -394,10 +395,17 @@ end
 ---@param arg any
 ---@param opts? {id?: any, restart?: string, shutdown?: number|string, name?: string|table, timeout?: number|"infinity"}
 ---@return table spec
+local CHILD_SPEC_OPTS = {"id", "restart", "shutdown", "name", "timeout"}
+
 function gen_server.child_spec(module, arg, opts)
   gen.check_module(module, "gen_server.child_spec")
-  opts = opts or {}
-  local mod = load_module(module)
+  opts = gen.check_opts(opts, CHILD_SPEC_OPTS, "gen_server.child_spec")
+  local ok, mod = true, module
+  if type(module) == "string" then ok, mod = pcall(require, module) end
+  if not ok then gen.error("gen_server.child_spec: " .. tostring(mod)) end
+  if type(mod) ~= "table" then
+    gen.error("gen_server.child_spec: module " .. mb.format(module, 1) .. " is not a table")
+  end
   local id = opts.id
   if id == nil then
     id = type(module) == "string" and module or (type(mod.name) == "string" and mod.name) or "gen_server"

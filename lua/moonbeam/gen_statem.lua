@@ -580,9 +580,11 @@ end
 ---@return any state
 ---@return any data
 function gen_statem.get_state(server, timeout)
-  local pid = gen.whereis(server)
-  if not pid then mb.exit({"noproc", {LABEL, "get_state", {server}}}) end
   local ms = gen.check_timeout(timeout, "gen_statem.get_state", 5000)
+  local pid = gen.whereis(server)
+  server = gen.server_term(server)
+  if not pid then mb.exit({"noproc", {LABEL, "get_state", {server}}}) end
+  if pid == mb.self() then mb.exit({"calling_self", {LABEL, "get_state", {server}}}) end
   local ref = mb.monitor(pid)
   mb.send(pid, {"$gen_system", {mb.self(), ref}, {"get_state"}})
   local msg = mb.receive(function(m)
@@ -605,10 +607,17 @@ end
 ---@param arg any
 ---@param opts? {id?: any, restart?: string, shutdown?: number|string, name?: string|table}
 ---@return table spec
+local CHILD_SPEC_OPTS = {"id", "restart", "shutdown", "name"}
+
 function gen_statem.child_spec(module, arg, opts)
   gen.check_module(module, "gen_statem.child_spec")
-  opts = opts or {}
-  local mod = load_module(module)
+  opts = gen.check_opts(opts, CHILD_SPEC_OPTS, "gen_statem.child_spec")
+  local ok, mod = true, module
+  if type(module) == "string" then ok, mod = pcall(require, module) end
+  if not ok then gen.error("gen_statem.child_spec: " .. tostring(mod)) end
+  if type(mod) ~= "table" then
+    gen.error("gen_statem.child_spec: module " .. mb.format(module, 1) .. " is not a table")
+  end
   local id = opts.id
   if id == nil then
     id = type(module) == "string" and module or (type(mod.name) == "string" and mod.name) or "gen_statem"

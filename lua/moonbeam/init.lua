@@ -300,10 +300,11 @@ function mb.format(v, depth)
   return "{" .. table.concat(parts, ", ") .. "}"
 end
 
---- The logger called with crash reports: `fn(pid, name, message, traceback)`.
+--- The logger called with crash reports: `fn(pid, name, message, traceback, value)`
+--- (message: the error as text; value: the error value itself, a table stays a table).
 --- It runs in the crashed process's VM; set it from a module every process
 --- loads (moonbeam.logger does) to cover all schedulers.
----@type fun(fn?: fun(pid: moonbeam.pid, name: string?, message: string, traceback: string))
+---@type fun(fn?: fun(pid: moonbeam.pid, name: string?, message: string, traceback: string, value: any))
 mb.set_crash_handler = core.set_crash_handler
 
 return mb

@@ -44,8 +44,8 @@ local function gen() return require "moonbeam.gen" end
 ---@return "lt"|"eq"|"gt"
 function logger.compare_levels(a, b)
   local x, y = LEVELS[a], LEVELS[b]
-  if not x then error("logger.compare_levels: unknown level " .. mb.format(a, 1), 2) end
-  if not y then error("logger.compare_levels: unknown level " .. mb.format(b, 1), 2) end
+  if not x then gen().error("logger.compare_levels: unknown level " .. mb.format(a, 1)) end
+  if not y then gen().error("logger.compare_levels: unknown level " .. mb.format(b, 1)) end
   return x < y and "lt" or x == y and "eq" or "gt"
 end
 
@@ -53,6 +53,7 @@ end
 ---@param event moonbeam.log_event
 ---@return string
 function logger.format(event)
+  if type(event) ~= "table" then gen().error("logger.format: expected an event table, got " .. type(event)) end
   local who = ""
   if event.pid ~= nil then
     who = tostring(event.pid) .. (event.name and (" " .. event.name) or "") .. ": "
@@ -76,7 +77,8 @@ end
 
 local function resolve_callable(v, field)
   if type(v) == "string" then
-    local mod = require(v)
+    local ok, mod = pcall(require, v)
+    if not ok then error(tostring(mod), 0) end
     if type(mod) == "function" then return mod end
     if type(mod) == "table" and type(mod[field]) == "function" then return mod[field] end
     error(fmt("module '%s' is not a function and has no %s function", v, field))
@@ -189,7 +191,7 @@ end
 function logger.whereis() return logger_pid() end
 
 local function request(who, ...)
-  if not in_process() then error("logger." .. who .. ": must be called from a moonbeam process", 3) end
+  if not in_process() then gen().error("logger." .. who .. ": must be called from a moonbeam process") end
   local r = gen().call(logger_pid(), {...}, "infinity", "logger")
   return r[1], r[2]
 end
@@ -222,14 +224,14 @@ end
 
 local function check_level(level, who)
   if not LEVELS[level] then
-    error(fmt("logger.%s: unknown level %s (debug, info, notice, warning, error)",
-              who, mb.format(level, 1)), 3)
+    gen().error(fmt("logger.%s: unknown level %s (debug, info, notice, warning, error)",
+                    who, mb.format(level, 1)))
   end
 end
 
 local function log_at(level, message, metadata)
   if metadata ~= nil and type(metadata) ~= "table" then
-    error("logger." .. level .. ": metadata must be a table, got " .. type(metadata), 3)
+    gen().error("logger." .. level .. ": metadata must be a table, got " .. type(metadata))
   end
   local pid, name = self_meta()
   send_event({level = level, message = type(message) == "string" and message or mb.format(message),
@@ -292,15 +294,16 @@ end
 ---@param opts {level?: moonbeam.log_level|"none", formatter?: function|string}
 ---@return "ok"
 function logger.configure(opts)
-  if type(opts) ~= "table" then error("logger.configure: opts must be a table", 2) end
+  if type(opts) ~= "table" then gen().error("logger.configure: opts must be a table") end
+  gen().check_keys(opts, {"level", "formatter"}, "logger.configure")
   if opts.level ~= nil and opts.level ~= "none" then check_level(opts.level, "configure") end
   local f = opts.formatter
   if f ~= nil and type(f) ~= "function" and type(f) ~= "string" then
-    error("logger.configure: formatter must be a function or a module name", 2)
+    gen().error("logger.configure: formatter must be a function or a module name")
   end
   local packed = f ~= nil and gen().pack(f, "formatter") or nil
   local ok, err = request("configure", "configure", {level = opts.level, formatter = packed})
-  if not ok then error("logger.configure: " .. tostring(err), 2) end
+  if not ok then gen().error("logger.configure: " .. tostring(err)) end
   return ok
 end
 
@@ -313,12 +316,12 @@ end
 ---@return "ok"|nil
 ---@return string? err "already_present"
 function logger.add_backend(name, fn)
-  if type(name) ~= "string" then error("logger.add_backend: name must be a string", 2) end
+  if type(name) ~= "string" then gen().error("logger.add_backend: name must be a string") end
   if type(fn) ~= "function" and type(fn) ~= "string" then
-    error("logger.add_backend: backend must be a function or a module name", 2)
+    gen().error("logger.add_backend: backend must be a function or a module name")
   end
   local ok, err = request("add_backend", "add_backend", name, gen().pack(fn, "backend"))
-  if ok == nil and err ~= "already_present" then error("logger.add_backend: " .. tostring(err), 2) end
+  if ok == nil and err ~= "already_present" then gen().error("logger.add_backend: " .. tostring(err)) end
   return ok, err
 end
 
@@ -349,6 +352,55 @@ local function render(v)
   return mb.format(v)
 end
 
+local function is_error_triple(v)
+  return type(v) == "table" and v[1] == "error" and type(v[2]) == "string" and type(v[3]) == "string"
+      and rawlen(v) == 3
+end
+
+-- A reason as one line, each {"error", message, traceback} inside it shown
+-- as {"error", message, <traceback N>}; returns the line and the tracebacks,
+-- to be printed below it as they are (mb.format would escape their tabs and
+-- newlines). A plain string is the line itself.
+local function describe(reason)
+  if type(reason) == "string" then return reason, {} end
+  local tbs = {}
+  local function strip(v, depth)
+    if type(v) ~= "table" or depth > 32 then return v end
+    if is_error_triple(v) then
+      if v[3] == "" then return {"error", v[2]} end
+      tbs[#tbs + 1] = v[3]
+      return {"error", v[2], "<traceback:" .. #tbs .. ">"}
+    end
+    local out = {}
+    for k, x in next, v do out[k] = strip(x, depth + 1) end
+    return setmetatable(out, getmetatable(v))
+  end
+  local line = mb.format(strip(reason, 0)):gsub('"<traceback:(%d+)>"', "<traceback %1>")
+  return line, tbs
+end
+
+-- Appends the "** (error)" or "** (exit)" line of `reason` and returns the
+-- tracebacks to print after the report's other lines.
+local function reason_lines(lines, reason)
+  if is_error_triple(reason) then
+    lines[#lines + 1] = "** (error) " .. reason[2]
+    return reason[3] ~= "" and {reason[3]} or {}
+  end
+  local line, tbs = describe(reason)
+  lines[#lines + 1] = "** (exit) " .. line
+  if #tbs == 1 then return tbs end
+  for i = 1, #tbs do tbs[i] = "<traceback " .. i .. ">\n" .. tbs[i] end
+  return tbs
+end
+
+-- Plain data as it is; anything mb.send could not carry as its text.
+local function as_value(v)
+  if v == nil then return nil end
+  local t = type(v)
+  if t == "function" or t == "thread" or (t == "userdata" and not mb.is_pid(v)) then return render(v) end
+  return v
+end
+
 ---@class moonbeam.crash_report
 ---@field what? string e.g. "GenServer" (default "Process")
 ---@field pid? moonbeam.pid default: the caller
@@ -363,25 +415,32 @@ end
 --- Lua traceback.
 ---@param report moonbeam.crash_report
 function logger.crash_report(report)
+  if type(report) ~= "table" then
+    gen().error("logger.crash_report: report must be a table {reason = ..., what?, pid?, name?, ...}, got "
+                .. type(report))
+  end
+  if report.pid ~= nil and not mb.is_pid(report.pid) then
+    gen().error("logger.crash_report: report.pid must be a pid, got " .. mb.format(report.pid, 1))
+  end
+  if report.traceback ~= nil and type(report.traceback) ~= "string" then
+    gen().error("logger.crash_report: report.traceback must be a string, got " .. type(report.traceback))
+  end
   local pid = report.pid
   if pid == nil and in_process() then pid = mb.self() end
   local reason = report.reason
   local lines = {}
   lines[#lines + 1] = fmt("%s %s%s terminating", report.what or "Process", tostring(pid),
                           report.name and (" (" .. render(report.name) .. ")") or "")
-  if type(reason) == "table" and reason[1] == "error" and type(reason[2]) == "string" then
-    lines[#lines + 1] = "** (error) " .. reason[2]
-  else
-    lines[#lines + 1] = "** (exit) " .. render(reason)
-  end
+  local tbs = reason_lines(lines, reason)
   if report.last_message ~= nil then lines[#lines + 1] = "Last message: " .. mb.format(report.last_message, 1) end
   if report.state ~= nil then lines[#lines + 1] = "State: " .. mb.format(report.state, 1) end
   local tb = report.traceback
-  if tb == nil and type(reason) == "table" and reason[1] == "error" then tb = reason[3] end
-  if type(tb) == "string" and tb ~= "" then lines[#lines + 1] = tb end
+  if tb ~= nil then tbs = tb ~= "" and {tb} or {} end
+  for i = 1, #tbs do lines[#lines + 1] = tbs[i] end
+  if tb == nil and is_error_triple(reason) then tb = reason[3] end
   send_event({level = "error", message = table.concat(lines, "\n"), time = os.time(), pid = pid,
               name = type(report.name) == "string" and report.name or nil, kind = "crash_report",
-              report = {what = report.what, reason = render(reason),
+              report = {what = report.what, reason = as_value(reason),
                         last_message = report.last_message ~= nil and render(report.last_message) or nil,
                         state = report.state ~= nil and render(report.state) or nil,
                         traceback = type(tb) == "string" and tb or nil}})
@@ -393,6 +452,16 @@ end
 --- start, restart) when there is one.
 ---@param report {supervisor: any, context: string, reason: any, child?: table, restart?: string}
 function logger.supervisor_report(report)
+  if type(report) ~= "table" then
+    gen().error("logger.supervisor_report: report must be a table {supervisor = ..., context = ..., "
+                .. "reason?, child?}, got " .. type(report))
+  end
+  if type(report.context) ~= "string" then
+    gen().error("logger.supervisor_report: report.context must be a string, got " .. type(report.context))
+  end
+  if report.child ~= nil and type(report.child) ~= "table" then
+    gen().error("logger.supervisor_report: report.child must be a table, got " .. type(report.child))
+  end
   local sup = render(report.supervisor)
   local child = report.child or {}
   local lines = {}
@@ -409,11 +478,7 @@ function logger.supervisor_report(report)
     lines[1] = fmt("Supervisor %s: %s", sup, tostring(ctx))
   end
   local reason = report.reason
-  if type(reason) == "table" and reason[1] == "error" and type(reason[2]) == "string" then
-    lines[#lines + 1] = "** (error) " .. reason[2]
-  elseif reason ~= nil then
-    lines[#lines + 1] = "** (exit) " .. render(reason)
-  end
+  local tbs = reason ~= nil and reason_lines(lines, reason) or {}
   if child.pid ~= nil then lines[#lines + 1] = "Pid: " .. tostring(child.pid) end
   if child.start ~= nil then
     local s = child.start
@@ -423,10 +488,11 @@ function logger.supervisor_report(report)
   if child.restart ~= nil then lines[#lines + 1] = "Restart: " .. tostring(child.restart) end
   if child.shutdown ~= nil then lines[#lines + 1] = "Shutdown: " .. tostring(child.shutdown) end
   if child.type ~= nil then lines[#lines + 1] = "Type: " .. tostring(child.type) end
+  for i = 1, #tbs do lines[#lines + 1] = tbs[i] end
   local pid, name = self_meta()
   send_event({level = "error", message = table.concat(lines, "\n"), time = os.time(), pid = pid,
               name = name, kind = "supervisor_report",
-              report = {supervisor = sup, context = ctx, reason = reason ~= nil and render(reason) or nil,
+              report = {supervisor = sup, context = ctx, reason = as_value(reason),
                         child_id = child.id ~= nil and render(child.id) or nil,
                         child_pid = mb.is_pid(child.pid) and child.pid or nil}})
 end
@@ -435,18 +501,21 @@ end
 
 --- (internal) The crash handler installed in every VM that loads this module:
 --- a Lua error that ends a process becomes a crash report.
-function logger._on_crash(pid, name, message, traceback)
+function logger._on_crash(pid, name, message, traceback, value)
   local ok, lp = pcall(mb.whereis, NAME)
   if ok and lp ~= nil and lp == pid then
     io.stderr:write(fmt("moonbeam.logger: the logger process crashed: %s\n%s\n", message, traceback))
     return
   end
+  local text, tbs = describe(message)
   local lines = {fmt("Process %s%s crashed", tostring(pid), name and (" (" .. name .. ")") or ""),
-                 "** (error) " .. tostring(message)}
-  if traceback and traceback ~= "" then lines[#lines + 1] = traceback end
+                 "** (error) " .. text}
+  for i = 1, #tbs do lines[#lines + 1] = tbs[i] end
+  if type(traceback) == "string" and traceback ~= "" then lines[#lines + 1] = traceback end
   send_event({level = "error", message = table.concat(lines, "\n"), time = os.time(), pid = pid,
               name = name, kind = "crash_report",
-              report = {what = "Process", reason = tostring(message), traceback = traceback}})
+              report = {what = "Process", reason = as_value(value ~= nil and value or message),
+                        traceback = traceback}})
 end
 
 core.set_crash_handler(logger._on_crash)

@@ -17,18 +17,18 @@ local pubsub = {}
 --- single, unnamed node, as Erlang's `node()` is when not distributed.
 local LOCAL_NODE = "nonode@nohost"
 
-local function check(name, topic, fn, level)
-  level = (level or 2) + 1
+local function gen() return require "moonbeam.gen" end
+
+local function check(name, topic, fn)
   if type(name) ~= "string" or name == "" then
-    error(string.format("pubsub.%s: PubSub name (non-empty string) expected, got %s", fn,
-                        type(name) == "string" and "\"\"" or type(name)), level)
+    gen().error(string.format("pubsub.%s: PubSub name (non-empty string) expected, got %s", fn,
+                              type(name) == "string" and "\"\"" or type(name)))
   end
   if topic ~= false and type(topic) ~= "string" then
-    error(string.format("pubsub.%s: topic must be a string, got %s", fn, type(topic)), level)
+    gen().error(string.format("pubsub.%s: topic must be a string, got %s", fn, type(topic)))
   end
   if not mb.whereis(name) then
-    error(string.format("pubsub.%s: unknown PubSub '%s' (not started or not running)", fn, name),
-          level)
+    gen().error(string.format("pubsub.%s: unknown PubSub '%s' (not started or not running)", fn, name))
   end
   return topic and name .. ":" .. topic
 end
@@ -57,11 +57,18 @@ end
 ---@param opts {name: string}
 ---@return moonbeam.pid|nil pid
 ---@return any err `{"already_started", pid}` if the name is taken
-function pubsub.start_link(opts)
-  if type(opts) ~= "table" then error("pubsub.start_link: options table expected", 2) end
+local START_OPTS = {"name"}
+
+local function check_start_opts(opts, who)
+  if type(opts) ~= "table" then gen().error(who .. ": options table expected") end
+  gen().check_keys(opts, START_OPTS, who)
   if type(opts.name) ~= "string" or opts.name == "" then
-    error("pubsub.start_link: name must be a non-empty string", 2)
+    gen().error(who .. ": name must be a non-empty string")
   end
+end
+
+function pubsub.start_link(opts)
+  check_start_opts(opts, "pubsub.start_link")
   local ok, pid = pcall(mb.spawn_opt, {link = true, name = opts.name},
                         {"moonbeam.pubsub", "_server"}, opts.name)
   if not ok then
@@ -76,6 +83,7 @@ end
 ---@param opts {name: string}
 ---@return table
 function pubsub.child_spec(opts)
+  check_start_opts(opts, "pubsub.child_spec")
   return {id = opts.name, start = {"moonbeam.pubsub", "start_link", {opts}}}
 end
 
@@ -87,7 +95,7 @@ end
 ---@return true
 function pubsub.subscribe(name, topic)
   local ok, err = mb.subscribe(check(name, topic, "subscribe"))
-  if not ok then error("pubsub.subscribe: " .. tostring(err), 2) end
+  if not ok then gen().error("pubsub.subscribe: " .. tostring(err)) end
   return true
 end
 
@@ -117,7 +125,7 @@ end
 ---@param msg any
 ---@return true
 function pubsub.broadcast_from(name, from, topic, msg)
-  if not mb.is_pid(from) then error("pubsub.broadcast_from: from must be a pid", 2) end
+  if not mb.is_pid(from) then gen().error("pubsub.broadcast_from: from must be a pid") end
   mb.broadcast(check(name, topic, "broadcast_from"), msg, from)
   return true
 end
@@ -139,7 +147,7 @@ end
 ---@param msg any
 ---@return true
 function pubsub.local_broadcast_from(name, from, topic, msg)
-  if not mb.is_pid(from) then error("pubsub.local_broadcast_from: from must be a pid", 2) end
+  if not mb.is_pid(from) then gen().error("pubsub.local_broadcast_from: from must be a pid") end
   mb.broadcast(check(name, topic, "local_broadcast_from"), msg, from)
   return true
 end
@@ -154,7 +162,7 @@ end
 ---@return true|nil
 ---@return any err
 function pubsub.direct_broadcast(node, name, topic, msg)
-  if type(node) ~= "string" then error("pubsub.direct_broadcast: node name expected", 2) end
+  if type(node) ~= "string" then gen().error("pubsub.direct_broadcast: node name expected") end
   local core_topic = check(name, topic, "direct_broadcast")
   if node ~= LOCAL_NODE then return nil, {"nodedown", node} end
   mb.broadcast(core_topic, msg)

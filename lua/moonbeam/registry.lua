@@ -208,12 +208,12 @@ end
 
 local function check_name(registry_name, fn)
   if type(registry_name) == "string" then
-    if registry_name == "" then error("registry." .. fn .. ": empty registry name", 4) end
+    if registry_name == "" then gen().error("registry." .. fn .. ": empty registry name") end
     return registry_name
   end
   if mb.is_pid(registry_name) then return registry_name end
-  error(string.format("registry.%s: registry name or pid expected, got %s", fn,
-                      type(registry_name)), 4)
+  gen().error(string.format("registry.%s: registry name or pid expected, got %s", fn,
+                      type(registry_name)))
 end
 
 local function call(registry_name, fn, ...)
@@ -222,15 +222,31 @@ local function call(registry_name, fn, ...)
   if type(registry_name) == "string" then
     pid = mb.whereis(registry_name)
     if not pid then
-      error(string.format("registry.%s: unknown registry '%s' (not started or not running)", fn,
-                          registry_name), 3)
+      gen().error(string.format("registry.%s: unknown registry '%s' (not started or not running)", fn,
+                          registry_name))
     end
   end
   return gen().call(pid, {...}, 5000, LABEL)
 end
 
 local function check_key(key, fn)
-  if key == nil then error("registry." .. fn .. ": key must not be nil", 3) end
+  if key == nil then gen().error("registry." .. fn .. ": key must not be nil") end
+end
+
+local START_OPTS = {"keys", "name", "meta"}
+
+local function check_start_opts(opts, who)
+  if type(opts) ~= "table" then gen().error(who .. ": options table expected") end
+  gen().check_keys(opts, START_OPTS, who)
+  if opts.keys ~= "unique" and opts.keys ~= "duplicate" then
+    gen().error(who .. ": keys must be \"unique\" or \"duplicate\", got " .. mb.format(opts.keys))
+  end
+  if type(opts.name) ~= "string" or opts.name == "" then
+    gen().error(who .. ": name must be a non-empty string")
+  end
+  if opts.meta ~= nil and type(opts.meta) ~= "table" then
+    gen().error(who .. ": meta must be a table")
+  end
 end
 
 --- Starts a registry process, linked to the caller and registered under `name`.
@@ -240,17 +256,7 @@ end
 ---@return moonbeam.pid|nil pid
 ---@return any err `{"already_started", pid}` when the name is taken
 function registry.start_link(opts)
-  if type(opts) ~= "table" then error("registry.start_link: options table expected", 2) end
-  if opts.keys ~= "unique" and opts.keys ~= "duplicate" then
-    error("registry.start_link: keys must be \"unique\" or \"duplicate\", got " ..
-          mb.format(opts.keys), 2)
-  end
-  if type(opts.name) ~= "string" or opts.name == "" then
-    error("registry.start_link: name must be a non-empty string", 2)
-  end
-  if opts.meta ~= nil and type(opts.meta) ~= "table" then
-    error("registry.start_link: meta must be a table", 2)
-  end
+  check_start_opts(opts, "registry.start_link")
   local cfg = {keys = opts.keys, name = opts.name, meta = opts.meta}
   local ok, pid = pcall(mb.spawn_opt, {link = true, name = opts.name},
                         {"moonbeam.registry", "_server"}, cfg)
@@ -266,6 +272,7 @@ end
 ---@param opts {keys: "unique"|"duplicate", name: string, meta?: table}
 ---@return table
 function registry.child_spec(opts)
+  check_start_opts(opts, "registry.child_spec")
   return {id = opts.name, start = {"moonbeam.registry", "start_link", {opts}},
           type = "supervisor"}
 end
@@ -314,7 +321,7 @@ end
 ---@return true
 function registry.dispatch(registry_name, key, fn)
   check_key(key, "dispatch")
-  if type(fn) ~= "function" then error("registry.dispatch: function expected", 2) end
+  if type(fn) ~= "function" then gen().error("registry.dispatch: function expected") end
   local entries = call(registry_name, "dispatch", "lookup", key)
   if #entries > 0 then fn(entries) end
   return true
@@ -326,7 +333,7 @@ end
 ---@param pid moonbeam.pid
 ---@return any[]
 function registry.keys(registry_name, pid)
-  if not mb.is_pid(pid) then error("registry.keys: pid expected", 2) end
+  if not mb.is_pid(pid) then gen().error("registry.keys: pid expected") end
   return call(registry_name, "keys", "keys", pid)
 end
 
@@ -337,7 +344,7 @@ end
 ---@return any[]
 function registry.values(registry_name, key, pid)
   check_key(key, "values")
-  if not mb.is_pid(pid) then error("registry.values: pid expected", 2) end
+  if not mb.is_pid(pid) then gen().error("registry.values: pid expected") end
   return call(registry_name, "values", "values", key, pid)
 end
 
@@ -351,7 +358,7 @@ end
 ---@return any old
 function registry.update_value(registry_name, key, fn)
   check_key(key, "update_value")
-  if type(fn) ~= "function" then error("registry.update_value: function expected", 2) end
+  if type(fn) ~= "function" then gen().error("registry.update_value: function expected") end
   -- Only the owner changes its own entry, so reading then writing cannot race.
   local self = mb.self()
   local mine = call(registry_name, "update_value", "values", key, self)
@@ -359,7 +366,7 @@ function registry.update_value(registry_name, key, fn)
   local new = fn(mine[1])
   local r = call(registry_name, "update_value", "update_value", key, new)
   if r[1] == "ok" then return new, r[2] end
-  if r[2] == "duplicate" then error("registry.update_value: only for unique registries", 2) end
+  if r[2] == "duplicate" then gen().error("registry.update_value: only for unique registries") end
   return nil, "error"
 end
 
@@ -406,6 +413,18 @@ end
 -- ------------------------------------------------------------------ via names
 -- `{"via", registry_name, key}` is accepted wherever a server name is
 -- (moonbeam.gen resolves it with whereis_name). Unique registries only.
+-- Elixir's shape works too: `{"via", registry, {registry_name, key}}` with
+-- `registry` this module, which gen then calls as a via module:
+-- whereis_name({registry_name, key}), register_name({registry_name, key}, pid),
+-- unregister_name({registry_name, key}), send({registry_name, key}, msg).
+
+-- Elixir's {registry_name, key} as the only name argument: registry_name, key, rest...
+local function via_args(registry_name, ...)
+  if type(registry_name) == "table" and not mb.is_pid(registry_name) then
+    return registry_name[1], registry_name[2], ...
+  end
+  return registry_name, ...
+end
 
 --- The pid registered under `key` in a unique registry, or nil.
 --- Raises for a duplicate registry.
@@ -413,11 +432,12 @@ end
 ---@param key any
 ---@return moonbeam.pid?
 function registry.whereis_name(registry_name, key)
+  if key == nil then registry_name, key = via_args(registry_name) end
   check_key(key, "whereis_name")
   local r = call(registry_name, "whereis_name", "whereis", key)
   if type(r) == "table" then
-    error("registry.whereis_name: via names need a unique registry, '" ..
-          tostring(registry_name) .. "' has duplicate keys", 2)
+    gen().error("registry.whereis_name: via names need a unique registry, '" ..
+          tostring(registry_name) .. "' has duplicate keys")
   end
   return r or nil
 end
@@ -430,8 +450,11 @@ end
 ---@return true|nil
 ---@return any err
 function registry.register_name(registry_name, key, pid)
+  if type(registry_name) == "table" and not mb.is_pid(registry_name) then
+    registry_name, key, pid = via_args(registry_name, key)
+  end
   if pid ~= nil and pid ~= mb.self() then
-    error("registry.register_name: a process can only register itself", 2)
+    gen().error("registry.register_name: a process can only register itself")
   end
   local owner, err = registry.register(registry_name, key, nil)
   if owner then return true end
@@ -443,6 +466,7 @@ end
 ---@param key any
 ---@return true
 function registry.unregister_name(registry_name, key)
+  if key == nil then registry_name, key = via_args(registry_name) end
   return registry.unregister(registry_name, key)
 end
 
@@ -453,10 +477,13 @@ end
 ---@param msg any
 ---@return true
 function registry.send(registry_name, key, msg)
+  if type(registry_name) == "table" and not mb.is_pid(registry_name) then
+    registry_name, key, msg = via_args(registry_name, key)
+  end
   local pid = registry.whereis_name(registry_name, key)
   if not pid then
-    error("registry.send: no process registered under " .. mb.format(key, 1) .. " in '" ..
-          tostring(registry_name) .. "'", 2)
+    gen().error("registry.send: no process registered under " .. mb.format(key, 1) .. " in '" ..
+          tostring(registry_name) .. "'")
   end
   return mb.send(pid, msg)
 end

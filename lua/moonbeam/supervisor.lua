@@ -39,6 +39,7 @@ local function logger() return require "moonbeam.logger" end
 
 local RESTARTS = {permanent = true, transient = true, temporary = true}
 local TYPES = {worker = true, supervisor = true}
+local SPEC_KEYS = {"id", "start", "restart", "shutdown", "type", "modules"}
 
 local function load_module(m)
   if type(m) == "string" then return require(m) end
@@ -57,7 +58,8 @@ function supervisor._normalize(child)
      (t == "table" and child.start == nil and type(child.child_spec) == "function") then
     local module, arg
     if t == "string" or child[1] == nil then module = child else module, arg = child[1], child[2] end
-    local ok, mod = pcall(load_module, module)
+    local ok, mod = true, module
+    if type(module) == "string" then ok, mod = pcall(require, module) end
     if not ok then return nil, fmt("cannot load child module %s: %s", mb.format(module, 1), tostring(mod)) end
     if type(mod) ~= "table" or type(mod.child_spec) ~= "function" then
       return nil, fmt("child module %s has no child_spec(arg) function",
@@ -77,6 +79,8 @@ function supervisor._normalize(child)
   end
   local id = spec.id
   if id == nil then return nil, "child spec without an id: " .. mb.format(spec) end
+  local bad = gen.unknown_key(spec, SPEC_KEYS, "child " .. mb.format(id, 1), "child spec key")
+  if bad then return nil, bad end
   local start = spec.start
   if type(start) ~= "table" or (type(start[1]) ~= "string" and type(start[1]) ~= "table")
      or type(start[2]) ~= "string" or (start[3] ~= nil and type(start[3]) ~= "table") then
@@ -217,19 +221,48 @@ function supervisor._report(sup_name, context, reason, spec, pid)
 end
 
 --- (internal) Checks the restart intensity options; raises naming `who`.
+--- max_seconds may be math.huge or "infinity": a window that never ends.
 function supervisor._check_flags(opts, who)
   local mr, ms = opts.max_restarts, opts.max_seconds
   if mr ~= nil and not (math.type(mr) == "integer" and mr >= 0) then
-    error(fmt("%s: max_restarts must be an integer >= 0, got %s", who, mb.format(mr, 1)), 3)
+    gen.error(fmt("%s: max_restarts must be an integer >= 0, got %s", who, mb.format(mr, 1)))
   end
-  if ms ~= nil and not (type(ms) == "number" and ms > 0) then
-    error(fmt("%s: max_seconds must be a number > 0, got %s", who, mb.format(ms, 1)), 3)
+  if ms ~= nil and ms ~= "infinity" and not (type(ms) == "number" and ms > 0) then
+    gen.error(fmt("%s: max_seconds must be a number > 0 or \"infinity\", got %s", who, mb.format(ms, 1)))
   end
+end
+
+-- Past this many ms (about 285,000 years) a window is forever: a restart is
+-- never forgotten, and no timer is set (a timer cannot hold such a delay).
+local FOREVER_MS = 2 ^ 53
+
+--- (internal) The restart window in ms for max_seconds (nil: default 5), or
+--- nil when it never ends.
+---@param max_seconds number|"infinity"|nil
+---@return number?
+function supervisor._window_ms(max_seconds)
+  if max_seconds == "infinity" then return nil end
+  local ms = (max_seconds or 5) * 1000
+  if ms >= FOREVER_MS then return nil end
+  return ms
+end
+
+--- (internal) Counts a restart in `st` (fields restarts, intensity,
+--- period_ms); the restart is forgotten when the window ends (the supervisor
+--- gets `expire_msg`). Returns true if that was one restart too many.
+function supervisor._add_restart(st, expire_msg)
+  st.restarts = st.restarts + 1
+  if st.period_ms then pcall(mb.send_after, math.ceil(st.period_ms), mb.self(), expire_msg) end
+  return st.restarts > st.intensity
 end
 
 -- ------------------------------------------------------------------ the supervisor process
 
 local STRATEGIES = {one_for_one = true, one_for_all = true, rest_for_one = true}
+local FLAG_KEYS = {"strategy", "max_restarts", "max_seconds"}
+local LIST_OPTS = {"strategy", "max_restarts", "max_seconds", "name", "timeout"}
+local MODULE_OPTS = {"name", "timeout"}
+local CHILD_SPEC_OPTS = {"id", "restart", "shutdown", "strategy", "max_restarts", "max_seconds", "name", "timeout"}
 
 local cb = {}
 supervisor._callbacks = cb
@@ -300,9 +333,7 @@ end
 
 -- Counts a restart; true if that was one too many.
 local function add_restart(st)
-  st.restarts = st.restarts + 1
-  pcall(mb.send_after, st.period_ms, mb.self(), {"$sup_expire"})
-  return st.restarts > st.intensity
+  return supervisor._add_restart(st, {"$sup_expire"})
 end
 
 -- Restarts after `ch` ended (or failed to restart), by strategy.
@@ -377,8 +408,11 @@ function cb.init(arg)
       specs[i] = spec
     end
     children = specs
+    if type(flags) ~= "table" then return "stop", {"bad_flags", "flags must be a table, got " .. type(flags)} end
+    local bad = gen.unknown_key(flags, FLAG_KEYS, "supervisor init")
+    if bad then return "stop", {"bad_flags", bad} end
     local ok, err = pcall(supervisor._check_flags, flags, "supervisor init")
-    if not ok then return "stop", {"bad_flags", tostring(err)} end
+    if not ok then return "stop", {"bad_flags", (tostring(err):gsub("^[^:]*:%d+: ", ""))} end
     if flags.strategy ~= nil and not STRATEGIES[flags.strategy] then
       return "stop", {"bad_flags", "unknown strategy " .. mb.format(flags.strategy, 1)}
     end
@@ -391,7 +425,7 @@ function cb.init(arg)
     seen[#seen + 1] = spec.id
   end
   local st = {name = arg.name, strategy = flags.strategy or "one_for_one",
-              intensity = flags.max_restarts or 3, period_ms = (flags.max_seconds or 5) * 1000,
+              intensity = flags.max_restarts or 3, period_ms = supervisor._window_ms(flags.max_seconds),
               children = children, restarts = 0}
   local failed, reason, index = start_from(st, 1)
   if failed then
@@ -508,12 +542,11 @@ end
 ---@field name? string|table a registered name or {"via", registry, key}
 ---@field timeout? number|"infinity" how long starting may take
 
-local function check_opts(opts, who)
-  if opts ~= nil and type(opts) ~= "table" then error(fmt("%s: opts must be a table", who), 3) end
-  opts = opts or {}
+local function check_opts(opts, who, valid)
+  opts = gen.check_opts(opts, valid, who)
   if opts.strategy ~= nil and not STRATEGIES[opts.strategy] then
-    error(fmt("%s: strategy must be one_for_one, one_for_all or rest_for_one, got %s",
-              who, mb.format(opts.strategy, 1)), 3)
+    gen.error(fmt("%s: strategy must be one_for_one, one_for_all or rest_for_one, got %s",
+                  who, mb.format(opts.strategy, 1)))
   end
   supervisor._check_flags(opts, who)
   gen.check_name(opts.name, who)
@@ -540,18 +573,18 @@ function supervisor.start_link(children_or_module, opts_or_arg, module_opts)
   local is_module = type(first) == "string" or (type(first) == "table" and type(first.init) == "function")
   local arg, opts
   if is_module then
-    opts = check_opts(module_opts, "supervisor.start_link")
+    opts = check_opts(module_opts, "supervisor.start_link", MODULE_OPTS)
     gen.require_module(first, "supervisor.start_link")
     arg = {module = first, arg = opts_or_arg, name = opts.name}
   else
     if type(first) ~= "table" then
-      error("supervisor.start_link: expected a list of children or a module, got " .. type(first), 2)
+      gen.error("supervisor.start_link: expected a list of children or a module, got " .. type(first))
     end
-    opts = check_opts(opts_or_arg, "supervisor.start_link")
+    opts = check_opts(opts_or_arg, "supervisor.start_link", LIST_OPTS)
     local specs = {}
     for i, child in ipairs(first) do
       local spec, err = supervisor._normalize(child)
-      if not spec then error("supervisor.start_link: " .. err, 2) end
+      if not spec then gen.error("supervisor.start_link: " .. err) end
       specs[i] = spec
     end
     arg = {children = specs, name = opts.name,
@@ -568,7 +601,10 @@ end
 ---@return moonbeam.child[]
 ---@return table flags
 function supervisor.init(children, opts)
-  opts = check_opts(opts, "supervisor.init")
+  if type(children) ~= "table" then
+    gen.error("supervisor.init: expected a list of children, got " .. type(children))
+  end
+  opts = check_opts(opts, "supervisor.init", FLAG_KEYS)
   return "ok", children, {strategy = opts.strategy, max_restarts = opts.max_restarts,
                           max_seconds = opts.max_seconds}
 end
@@ -579,7 +615,10 @@ end
 ---@param opts? moonbeam.supervisor.opts|{id?: any, restart?: string}
 ---@return moonbeam.child_spec
 function supervisor.child_spec(children, opts)
-  opts = opts or {}
+  if type(children) ~= "table" then
+    gen.error("supervisor.child_spec: expected a list of children, got " .. type(children))
+  end
+  opts = check_opts(opts, "supervisor.child_spec", CHILD_SPEC_OPTS)
   local start_opts = {}
   for k, v in pairs(opts) do
     if k ~= "id" and k ~= "restart" and k ~= "shutdown" then start_opts[k] = v end
@@ -652,7 +691,7 @@ end
 ---@return any err
 function supervisor.start_child(sup, child)
   local spec, err = supervisor._normalize(child)
-  if not spec then error("supervisor.start_child: " .. err, 2) end
+  if not spec then gen.error("supervisor.start_child: " .. err) end
   local r = call(sup, {"start_child", gen.pack(spec, "child")})
   return r[1], r[2]
 end

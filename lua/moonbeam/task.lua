@@ -7,8 +7,11 @@
 --- `{"DOWN", ref, "process", pid, reason}`. Only the owner may await, yield or
 --- shut down a task. A task's result is the first value its function returns.
 local mb = require "moonbeam"
+local gen = require "moonbeam.gen"
 
 local task = {}
+
+local STREAM_OPTS = {"max_concurrency", "ordered", "timeout", "on_timeout"}
 
 ---@class moonbeam.task
 ---@field pid moonbeam.pid the task's process
@@ -31,17 +34,17 @@ end
 local function check_fn(fn, who)
   if type(fn) == "function" then return end
   if type(fn) == "table" and type(fn[1]) == "string" and type(fn[2]) == "string" then return end
-  error(string.format("%s: expected a function or {module_name, function_name}, got %s",
-    who, type(fn)), 3)
+  gen.error(string.format("%s: expected a function or {module_name, function_name}, got %s",
+    who, type(fn)))
 end
 
 local function check_task(t, who)
   if type(t) ~= "table" or not mb.is_pid(t.pid) or t.ref == nil then
-    error(string.format("%s: expected a task (from task.async), got %s", who, mb.format(t)), 3)
+    gen.error(string.format("%s: expected a task (from task.async), got %s", who, mb.format(t)))
   end
   if t.owner ~= mb.self() then
-    error(string.format("%s: task %s belongs to %s, not to the calling process %s",
-      who, tostring(t.pid), tostring(t.owner), tostring(mb.self())), 3)
+    gen.error(string.format("%s: task %s belongs to %s, not to the calling process %s",
+      who, tostring(t.pid), tostring(t.owner), tostring(mb.self())))
   end
 end
 
@@ -49,8 +52,8 @@ local function check_timeout(timeout, who, default)
   if timeout == nil then return default end
   if timeout == "infinity" then return nil end
   if math.type(timeout) == nil or timeout < 0 then
-    error(string.format("%s: timeout must be a number of ms >= 0 or \"infinity\", got %s",
-      who, mb.format(timeout)), 3)
+    gen.error(string.format("%s: timeout must be a number of ms >= 0 or \"infinity\", got %s",
+      who, mb.format(timeout)))
   end
   return timeout
 end
@@ -142,7 +145,7 @@ end
 ---@return any[] results
 function task.await_many(tasks, timeout)
   if type(tasks) ~= "table" then
-    error("task.await_many: expected a list of tasks, got " .. type(tasks), 2)
+    gen.error("task.await_many: expected a list of tasks, got " .. type(tasks))
   end
   for i = 1, #tasks do check_task(tasks[i], "task.await_many") end
   local ms = check_timeout(timeout, "task.await_many", 5000)
@@ -207,7 +210,7 @@ end
 ---@return ({[1]: "ok"|"exit", [2]: any}|false)[]
 function task.yield_many(tasks, timeout)
   if type(tasks) ~= "table" then
-    error("task.yield_many: expected a list of tasks, got " .. type(tasks), 2)
+    gen.error("task.yield_many: expected a list of tasks, got " .. type(tasks))
   end
   for i = 1, #tasks do check_task(tasks[i], "task.yield_many") end
   local ms = check_timeout(timeout, "task.yield_many", 5000)
@@ -384,8 +387,7 @@ end
 function task._stream(who, items, fn, opts, starter)
   starter = starter or stream_start
   check_fn(fn, who)
-  opts = opts or {}
-  if type(opts) ~= "table" then error(who .. ": opts must be a table", 3) end
+  opts = gen.check_opts(opts, STREAM_OPTS, who)
   local next_item
   if type(items) == "table" then
     local i, n = 0, #items
@@ -401,17 +403,17 @@ function task._stream(who, items, fn, opts, starter)
       return true, v
     end
   else
-    error(who .. ": items must be a list or an iterator function, got " .. type(items), 3)
+    gen.error(who .. ": items must be a list or an iterator function, got " .. type(items))
   end
   local max = opts.max_concurrency or mb.schedulers()
   if math.type(max) ~= "integer" or max < 1 then
-    error(who .. ": max_concurrency must be an integer >= 1", 3)
+    gen.error(who .. ": max_concurrency must be an integer >= 1")
   end
   local ordered = opts.ordered ~= false
   local timeout = check_timeout(opts.timeout, who, 5000)
   local on_timeout = opts.on_timeout or "exit"
   if on_timeout ~= "exit" and on_timeout ~= "kill_task" then
-    error(who .. ": on_timeout must be \"exit\" or \"kill_task\"", 3)
+    gen.error(who .. ": on_timeout must be \"exit\" or \"kill_task\"")
   end
   local state = {
     running = {}, count = 0, finished = false, tag = mb.make_ref(),
@@ -439,7 +441,7 @@ function task._stream(who, items, fn, opts, starter)
   end
   local function iterator()
     if state.finished then return nil end
-    if me ~= mb.self() then error(who .. ": the stream belongs to another process", 2) end
+    if me ~= mb.self() then gen.error(who .. ": the stream belongs to another process") end
     while true do
       while not state.exhausted and state.count < max do
         local more, item = next_item()

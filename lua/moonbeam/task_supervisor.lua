@@ -11,6 +11,7 @@
 local mb = require "moonbeam"
 local task = require "moonbeam.task"
 local dynamic_supervisor = require "moonbeam.dynamic_supervisor"
+local gen = require "moonbeam.gen"
 
 local task_supervisor = {}
 
@@ -53,13 +54,13 @@ end
 local function check_fn(fn, who)
   if type(fn) == "function" then return end
   if type(fn) == "table" and type(fn[1]) == "string" and type(fn[2]) == "string" then return end
-  error(fmt("%s: expected a function or {module_name, function_name}, got %s", who, type(fn)), 3)
+  gen.error(fmt("%s: expected a function or {module_name, function_name}, got %s", who, type(fn)))
 end
 
 local function check_sup(sup, who)
   if mb.is_pid(sup) or type(sup) == "string" or (type(sup) == "table" and sup[1] == "via") then return end
-  error(fmt("%s: expected a supervisor (pid, name or {\"via\", registry, key}), got %s",
-            who, type(sup) == "table" and mb.format(sup) or type(sup)), 3)
+  gen.error(fmt("%s: expected a supervisor (pid, name or {\"via\", registry, key}), got %s",
+                who, type(sup) == "table" and mb.format(sup) or type(sup)))
 end
 
 ---@class moonbeam.task_supervisor.opts
@@ -73,11 +74,12 @@ end
 ---@param opts? moonbeam.task_supervisor.opts
 ---@return moonbeam.pid|nil
 ---@return any reason
+local START_OPTS = {"name", "max_children", "max_restarts", "max_seconds"}
+local CHILD_SPEC_OPTS = {"id", "restart", "name", "max_children", "max_restarts", "max_seconds"}
+local CHILD_OPTS = {"restart", "shutdown"}
+
 function task_supervisor.start_link(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error("task_supervisor.start_link: opts must be a table, got " .. type(opts), 2)
-  end
-  opts = opts or {}
+  opts = gen.check_opts(opts, START_OPTS, "task_supervisor.start_link")
   return dynamic_supervisor.start_link({name = opts.name, max_children = opts.max_children,
                                         max_restarts = opts.max_restarts, max_seconds = opts.max_seconds})
 end
@@ -86,7 +88,7 @@ end
 ---@param opts? moonbeam.task_supervisor.opts|{id?: any}
 ---@return table spec
 function task_supervisor.child_spec(opts)
-  opts = opts or {}
+  opts = gen.check_opts(opts, CHILD_SPEC_OPTS, "task_supervisor.child_spec")
   local id = opts.id
   if id == nil then id = type(opts.name) == "string" and opts.name or "task_supervisor" end
   return {id = id, type = "supervisor", restart = opts.restart or "permanent", shutdown = "infinity",
@@ -103,7 +105,7 @@ local function start_task(sup, who, owner, link, fn, ...)
     restart = "temporary", shutdown = 5000,
   })
   if not mb.is_pid(pid) then
-    error(fmt("%s: the supervisor could not start the task: %s", who, mb.format(err)), 3)
+    gen.error(fmt("%s: the supervisor could not start the task: %s", who, mb.format(err)))
   end
   return pid
 end
@@ -166,7 +168,8 @@ end
 ---@return any reason
 function task_supervisor.start_child_opt(sup, opts, fn, ...)
   check_sup(sup, "task_supervisor.start_child_opt")
-  if type(opts) ~= "table" then error("task_supervisor.start_child_opt: opts must be a table", 2) end
+  if type(opts) ~= "table" then gen.error("task_supervisor.start_child_opt: opts must be a table") end
+  gen.check_keys(opts, CHILD_OPTS, "task_supervisor.start_child_opt")
   check_fn(fn, "task_supervisor.start_child_opt")
   return dynamic_supervisor.start_child(sup, {
     start = {"moonbeam.task_supervisor", "_start_plain", pack(fn, ...)},
