@@ -105,6 +105,7 @@ static void on_sched_init(mb_runtime_t *rt, int sched, void *ud) {
     luaL_openlibs(vm->L);
     set_field(vm->L, "path", brt->path);
     set_field(vm->L, "cpath", brt->cpath);
+    mbl_preload_install(vm->L, brt->preload);
   }
   /* brt->rt is set by the starting thread once mb_runtime_new returns, before
    * any process exists; hooks use their rt argument */
@@ -149,6 +150,7 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
   lua_pop(L, 1);
   brt->path = dup_field(L, "path");
   brt->cpath = dup_field(L, "cpath");
+  brt->preload = mbl_preload_capture(L);
   brt->host = host;
   brt->main_ref = LUA_NOREF;
   static const mb_sched_hooks_t hooks_tmpl = {on_sched_init, on_sched_fini, NULL};
@@ -167,6 +169,7 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
   if (r) {
     free(brt->path);
     free(brt->cpath);
+    mbl_preload_free(brt->preload);
     free(brt);
     luaL_error(L, "cannot start moonbeam: %s", mb_strerror(r));
   }
@@ -178,6 +181,7 @@ static void free_runtime(mbl_rt_t *brt) {
   mb_runtime_free(brt->rt);
   free(brt->path);
   free(brt->cpath);
+  mbl_preload_free(brt->preload);
   free(brt);
 }
 
