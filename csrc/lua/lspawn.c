@@ -406,10 +406,11 @@ static int pack_slot(packer_t *pk, int idx) {
     size_t at = e->len;
     int err = e->err, id = pk->next_id, depth = pk->depth;
     int r = t == LUA_TTABLE ? pack_table(pk, idx) : pack_function(pk, idx);
-    if (r == 0 || err || e->err || pk->fatal || !field_place(L, idx)) return r;
+    if (r == 0) return 0;
+    pk->depth = depth; /* unwinding: the caller names its step at its own depth */
+    if (err || e->err || pk->fatal || !field_place(L, idx)) return r;
     e->len = at;
     forget_from(pk, id);
-    pk->depth = depth;
     kind(pk, S_FIELD);
     mb_enc_binary(e, lua_tostring(L, -2), lua_rawlen(L, -2));
     mb_enc_binary(e, lua_tostring(L, -1), lua_rawlen(L, -1));

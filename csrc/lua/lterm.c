@@ -463,6 +463,7 @@ static int enc_tuple(enc_state *s, int idx)
   lua_getfield(L, idx, "n"); /* raw enough: the tuple metatable has no __index */
   n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
   lua_pop(L, 1);
+  s->path[s->depth - 1][0] = '\0'; /* a failure below names no step of its own */
   if (n < 0 || n > (lua_Integer)UINT32_MAX) return fail(s, MB_EINVAL, "tuple without a valid n", NULL);
   if (n > TUPLE_SLACK) { /* a changed n must not make a few fields a huge term */
     lua_Integer fields = 0;
