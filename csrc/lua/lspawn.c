@@ -575,11 +575,17 @@ static void push_field(unpacker_t *u, int need_function) {
   size_t ml, kl;
   push_module(u, &mod, &ml);
   k = dec_bin(u, &kl);
-  if (!lua_istable(L, -1)) luaL_error(L, "module '%.*s' is not a table", (int)ml, mod);
+  if (!lua_istable(L, -1)) {
+    lua_pushlstring(L, mod, ml);
+    luaL_error(L, "module '%s' is not a table", lua_tostring(L, -1));
+  }
   lua_pushlstring(L, k, kl);
   lua_gettable(L, -2); /* __index may run, and raise: unpacking is protected */
-  if (need_function && !lua_isfunction(L, -1))
-    luaL_error(L, "module '%.*s' has no function '%.*s'", (int)ml, mod, (int)kl, k);
+  if (need_function && !lua_isfunction(L, -1)) {
+    lua_pushlstring(L, mod, ml);
+    lua_pushlstring(L, k, kl);
+    luaL_error(L, "module '%s' has no function '%s'", lua_tostring(L, -2), lua_tostring(L, -1));
+  }
   lua_remove(L, -2);
 }
 
