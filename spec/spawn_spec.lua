@@ -120,10 +120,18 @@ describe("spawn packer: Lua errors while starting a process", function()
 
   it("gen.unpack raises the error of a failing __index instead of aborting", function()
     mb.run(function()
-      local strict = require "strict_module"
-      local packed = gen.pack(strict)
-      assert.are.equal(strict, gen.unpack(packed)) -- a loaded module: by name
-      local ok, err = pcall(gen.unpack, "not packed")
+      -- a function that cannot be copied (it holds a coroutine) travels as its
+      -- place in a loaded module; looked up again, the module's __index raises
+      local co = coroutine.create(function() end)
+      local M = {fn = function() return co end}
+      package.loaded["spec_swapped_module"] = M
+      local packed = gen.pack({M.fn})
+      package.loaded["spec_swapped_module"] = require "strict_module"
+      local ok, err = pcall(gen.unpack, packed)
+      package.loaded["spec_swapped_module"] = nil
+      assert.is_false(ok)
+      assert.matches("gen.unpack: .*strict_module has no field 'fn'", err)
+      ok, err = pcall(gen.unpack, "not packed")
       assert.is_false(ok)
       assert.matches("gen.unpack: expected packed data", err, 1, true)
     end, OPTS)
