@@ -372,6 +372,18 @@ static void forget_from(packer_t *pk, int from) {
   pk->next_id = from;
 }
 
+/* Pids, refs, atoms, packed values; the message encoder refuses the rest.
+ * Apart from pack_slot so that its buffer is not on every level's frame. */
+static __attribute__((noinline)) int pack_other(packer_t *pk, int idx) {
+  char err[200];
+  kind(pk, S_PLAIN);
+  if (mb_lterm_encode(pk->L, idx, pk->e, "", err, sizeof err)) {
+    pk->e->err = 0; /* the packer reports it (a retry above may still succeed) */
+    return fail(pk, err[0] == ':' ? err + 2 : err);
+  }
+  return 0;
+}
+
 static int pack_slot(packer_t *pk, int idx) {
   lua_State *L = pk->L;
   mb_enc_t *e = pk->e;
@@ -419,15 +431,7 @@ static int pack_slot(packer_t *pk, int idx) {
     pk->fail_depth = 0;
     return 0;
   }
-  default: { /* pids, refs, atoms, packed values; the encoder refuses the rest */
-    char err[200];
-    kind(pk, S_PLAIN);
-    if (mb_lterm_encode(L, idx, e, "", err, sizeof err)) {
-      e->err = 0; /* the packer reports it (a retry above may still succeed) */
-      return fail(pk, err[0] == ':' ? err + 2 : err);
-    }
-    return 0;
-  }
+  default: return pack_other(pk, idx);
   }
 }
 
