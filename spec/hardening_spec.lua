@@ -77,7 +77,7 @@ describe("item 2: Lua run by the runtime on a scheduler is protected", function(
         local _, ref2 = mb.spawn_opt({monitor = true, scheduler = s}, {"strict_module", "missing_fn"})
         local reason = down(ref2)
         assert.are.equal("error", reason[1])
-        assert.matches("strict: no field missing_fn", reason[2], 1, true)
+        assert.matches("strict_module has no field 'missing_fn'", reason[2], 1, true)
         assert.is_true(scheduler_responds(s))
       end
       mb.set_crash_handler(nil)

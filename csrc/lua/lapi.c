@@ -489,7 +489,7 @@ static const luaL_Reg funcs[] = {
   {"subscribe", l_subscribe}, {"unsubscribe", l_unsubscribe}, {"broadcast", l_broadcast},
   {"subscribers", l_subscribers},
   {"set_crash_handler", mbl_set_crash_handler},
-  {"atom", mb_lterm_atom}, {"tuple", mb_lterm_tuple},
+  {"atom", mb_lterm_atom}, {"tuple", mb_lterm_tuple}, {"pack", mbl_l_pack}, {"unpack", mbl_l_unpack},
   {NULL, NULL}
 };
 

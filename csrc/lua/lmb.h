@@ -16,11 +16,13 @@
 
 typedef struct mbl_vm mbl_vm_t;
 typedef struct mbl_proc mbl_proc_t;
+typedef struct mbl_preload mbl_preload_t;
 
 /* Shared by every VM of one runtime. */
 typedef struct mbl_rt {
   mb_runtime_t *rt;
   char *path, *cpath;      /* package paths of the starting VM */
+  mbl_preload_t *preload;  /* its package.preload, packed (lspawn.c) */
   lua_State *main_L;       /* the starting VM (scheduler 0) */
   int host;                /* started by mb.start (host-driven steps), not mb.run */
   /* mb.run's main process: its results (registry ref in main_L) or its error */
@@ -173,6 +175,18 @@ int mbl_pack(lua_State *L, int fidx, int nargs, mb_enc_t *e);
 /* Decodes what mbl_pack made: pushes the function and its arguments, returns
  * how many arguments, or -1 with an error message pushed. */
 int mbl_unpack(lua_State *L, const uint8_t *blob, size_t len);
+/* core.pack(value [, where]) and core.unpack(packed): gen.pack, gen.unpack. */
+int mbl_l_pack(lua_State *L);
+int mbl_l_unpack(lua_State *L);
+/* Pushes "chunk:line: " of the innermost caller outside moonbeam's own Lua
+ * files (or ""): where an API error points. */
+void mbl_push_where(lua_State *L);
+/* package.preload of the starting VM for every VM: packed once when the
+ * runtime starts (entries that cannot travel are left out), found by a
+ * package.searchers entry installed in each other VM. */
+mbl_preload_t *mbl_preload_capture(lua_State *L);
+void mbl_preload_install(lua_State *L, mbl_preload_t *p);
+void mbl_preload_free(mbl_preload_t *p);
 
 /* lclone.c: pushes a fresh closure of the function dumped in code[0..len)
  * (upvalues nil), sharing one loaded prototype per VM; -1 if it cannot (then

@@ -62,12 +62,7 @@ int mbl_spawn_opt(lua_State *L) {
   mb_enc_init(&e, mb_runtime_nodes(rt), 0);
   if (mbl_pack(L, 2, nargs, &e)) {
     mb_enc_discard(&e);
-    if (lua_type(L, -1) == LUA_TSTRING) { /* at the caller's line */
-      luaL_where(L, 1);
-      lua_insert(L, -2);
-      lua_concat(L, 2);
-    }
-    return lua_error(L);
+    return lua_error(L); /* the packer's message names the caller's line */
   }
   mbl_proc_t *lp = mbl_proc_new();
   if (!lp) {

@@ -7,8 +7,12 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "../core/term.h"
 
@@ -16,7 +20,114 @@
 static const char k_nodes, k_kinds, k_pids, k_refs, k_atoms;
 
 /* What a metatable makes a table or userdata; k_kinds maps metatable -> kind. */
-enum { K_PLAIN = 0, K_PID, K_REF, K_ATOM, K_TUPLE };
+enum { K_PLAIN = 0, K_PID, K_REF, K_ATOM, K_TUPLE, K_PACKED };
+
+/* ---------------------------------------------------------------- packed values
+ *
+ * A packed value (gen.pack) is an opaque userdata holding what the spawn packer
+ * made, bytecode included. In a message it travels as the tuple
+ * {'$packed', Mac, Blob} where Mac is SipHash-2-4 of Blob under a key drawn at
+ * random once per OS process and never readable from Lua; the decoder turns
+ * such a tuple back into a packed value only when the Mac is right, so Lua code
+ * (or a remote node) that builds the same shape by hand gets a plain table, and
+ * only bytes this runtime produced are ever loaded as bytecode. */
+
+typedef struct packed {
+  uint64_t mac;
+  size_t len;
+  uint8_t data[];
+} packed_t;
+
+static uint64_t mac_key[2];
+static pthread_once_t mac_once = PTHREAD_ONCE_INIT;
+
+static void mac_init(void)
+{
+  uint8_t b[16];
+  size_t got = 0;
+  while (got < sizeof b) {
+    ssize_t r = getrandom(b + got, sizeof b - got, 0);
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  if (got < sizeof b) { /* no entropy source: still unguessable to Lua code */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)(uintptr_t)&got;
+    memcpy(b, &x, 8);
+    x = x * 6364136223846793005ull + (uint64_t)(uintptr_t)b;
+    memcpy(b + 8, &x, 8);
+  }
+  memcpy(mac_key, b, sizeof mac_key);
+}
+
+#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                              \
+  do {                                                                                        \
+    v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                                 \
+    v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                                    \
+    v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                                    \
+    v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                                 \
+  } while (0)
+
+/* SipHash-2-4 of p[0..n) under mac_key. */
+static uint64_t mac_of(const uint8_t *p, size_t n)
+{
+  pthread_once(&mac_once, mac_init);
+  uint64_t k0 = mac_key[0], k1 = mac_key[1];
+  uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
+  uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
+  uint64_t m, last = (uint64_t)n << 56;
+  size_t i, full = n & ~(size_t)7;
+  for (i = 0; i < full; i += 8) {
+    m = 0;
+    for (int j = 7; j >= 0; j--) m = (m << 8) | p[i + (size_t)j];
+    v3 ^= m;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= m;
+  }
+  for (int j = (int)(n - full) - 1; j >= 0; j--) last |= (uint64_t)p[full + (size_t)j] << (8 * j);
+  v3 ^= last;
+  SIPROUND;
+  SIPROUND;
+  v0 ^= last;
+  v2 ^= 0xff;
+  SIPROUND;
+  SIPROUND;
+  SIPROUND;
+  SIPROUND;
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static void push_packed_mac(lua_State *L, const uint8_t *blob, size_t len, uint64_t mac)
+{
+  packed_t *pv = lua_newuserdatauv(L, sizeof *pv + len, 0);
+  pv->mac = mac;
+  pv->len = len;
+  memcpy(pv->data, blob, len);
+  luaL_setmetatable(L, MB_LTERM_PACKED);
+}
+
+void mb_lterm_pushpacked(lua_State *L, const uint8_t *blob, size_t len)
+{
+  push_packed_mac(L, blob, len, mac_of(blob, len));
+}
+
+const uint8_t *mb_lterm_topacked(lua_State *L, int idx, size_t *len)
+{
+  const packed_t *pv = luaL_testudata(L, idx, MB_LTERM_PACKED);
+  if (!pv) return NULL;
+  *len = pv->len;
+  return pv->data;
+}
+
+static int packed_tostring(lua_State *L)
+{
+  const packed_t *pv = luaL_checkudata(L, 1, MB_LTERM_PACKED);
+  lua_pushfstring(L, "packed: %p (%I bytes)", (const void *)pv, (lua_Integer)pv->len);
+  return 1;
+}
 
 /* ---------------------------------------------------------------- values */
 
@@ -189,6 +300,7 @@ void mb_lterm_open(lua_State *L, mb_nodes_t *nodes)
   static const luaL_Reg pid_fns[] = {{"__tostring", pid_tostring}, {"__eq", pid_eq}, {NULL, NULL}};
   static const luaL_Reg ref_fns[] = {{"__tostring", ref_tostring}, {"__eq", ref_eq}, {NULL, NULL}};
   static const luaL_Reg atom_fns[] = {{"__tostring", atom_tostring}, {NULL, NULL}};
+  static const luaL_Reg packed_fns[] = {{"__tostring", packed_tostring}, {NULL, NULL}};
   static const luaL_Reg no_fns[] = {{NULL, NULL}};
   lua_pushlightuserdata(L, nodes);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &k_nodes);
@@ -197,6 +309,7 @@ void mb_lterm_open(lua_State *L, mb_nodes_t *nodes)
   new_mt(L, MB_LTERM_REF, ref_fns, K_REF);
   new_mt(L, MB_LTERM_ATOM, atom_fns, K_ATOM);
   new_mt(L, MB_LTERM_TUPLE, no_fns, K_TUPLE);
+  new_mt(L, MB_LTERM_PACKED, packed_fns, K_PACKED);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &k_kinds);
   new_cache(L, &k_pids, "v");
   new_cache(L, &k_refs, "v");
@@ -226,7 +339,7 @@ typedef struct enc_state {
   const void *tables[DEPTH];  /* those tables, for cycle detection */
   /* failure only: path[0..fail_depth) are the steps, reason the leaf's complaint */
   int fail_depth;
-  char reason[80];
+  char reason[128];
   char path[DEPTH][40];
 } enc_state;
 
@@ -338,7 +451,10 @@ static int enc_list(enc_state *s, int idx, uint32_t n)
   return (r = mb_enc_nil(s->e)) ? fail_enc(s, r) : 0;
 }
 
-/* A tuple: fields 1..n, nil where absent. */
+/* nils a tuple may end with past its last field before its n is refused */
+#define TUPLE_SLACK 1024
+
+/* A tuple: fields 1..n, nil where absent (at most TUPLE_SLACK more than it has). */
 static int enc_tuple(enc_state *s, int idx)
 {
   lua_State *L = s->L;
@@ -347,7 +463,21 @@ static int enc_tuple(enc_state *s, int idx)
   lua_getfield(L, idx, "n"); /* raw enough: the tuple metatable has no __index */
   n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
   lua_pop(L, 1);
+  s->path[s->depth - 1][0] = '\0'; /* a failure below names no step of its own */
   if (n < 0 || n > (lua_Integer)UINT32_MAX) return fail(s, MB_EINVAL, "tuple without a valid n", NULL);
+  if (n > TUPLE_SLACK) { /* a changed n must not make a few fields a huge term */
+    lua_Integer fields = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      lua_pop(L, 1);
+      fields++;
+    }
+    if (n > fields + TUPLE_SLACK) {
+      char detail[64];
+      snprintf(detail, sizeof detail, "n = %lld, %lld fields", (long long)n, (long long)(fields - 1));
+      return fail(s, MB_EINVAL, "tuple n larger than its elements", detail);
+    }
+  }
   if ((r = mb_enc_tuple(s->e, (uint32_t)n))) return fail_enc(s, r);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, i);
@@ -418,6 +548,15 @@ static int enc_userdata(enc_state *s, int idx)
   case K_PID: r = mb_enc_pid(s->e, *(mb_pid_t *)u); break;
   case K_REF: r = mb_enc_ref(s->e, *(mb_ref_t *)u); break;
   case K_ATOM: r = mb_enc_atom(s->e, u, lua_rawlen(L, idx)); break;
+  case K_PACKED: {
+    const packed_t *pv = u;
+    uint8_t mac[8];
+    for (int j = 0; j < 8; j++) mac[j] = (uint8_t)(pv->mac >> (56 - 8 * j));
+    if (!(r = mb_enc_tuple(s->e, 3)) && !(r = mb_enc_atom(s->e, "$packed", 7)) &&
+        !(r = mb_enc_binary(s->e, mac, sizeof mac)))
+      r = mb_enc_binary(s->e, pv->data, pv->len);
+    break;
+  }
   default:
     name = luaL_getmetafield(L, idx, "__name") == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     r = fail(s, MB_EINVAL, "cannot send a userdata", name);
@@ -509,6 +648,27 @@ int mb_lterm_encode(lua_State *L, int idx, mb_enc_t *e, const char *root, char *
 
 static int dec_value(lua_State *L, mb_dec_t *d, int depth);
 
+/* A {'$packed', Mac, Blob} tuple whose Mac is right: pushes the packed value,
+ * moves past it and returns 1. Anything else: returns 0, d untouched. */
+static int dec_packed(lua_State *L, mb_dec_t *d)
+{
+  mb_dec_t t = *d;
+  uint32_t arity;
+  const char *a;
+  const uint8_t *mac, *blob;
+  size_t n, maclen, len;
+  uint64_t want = 0;
+  if (mb_dec_tuple(&t, &arity) || arity != 3 || mb_dec_type(&t) != MB_T_ATOM || mb_dec_atom(&t, &a, &n) ||
+      n != 7 || memcmp(a, "$packed", 7) || mb_dec_binary(&t, &mac, &maclen) || maclen != 8 ||
+      mb_dec_binary(&t, &blob, &len))
+    return 0;
+  for (int j = 0; j < 8; j++) want = (want << 8) | mac[j];
+  if (mac_of(blob, len) != want) return 0;
+  push_packed_mac(L, blob, len, want);
+  *d = t;
+  return 1;
+}
+
 /* count values follow; each is stored at t[i] for the table on top. */
 static int dec_seq(lua_State *L, mb_dec_t *d, int depth, uint32_t count)
 {
@@ -577,6 +737,7 @@ static int dec_value(lua_State *L, mb_dec_t *d, int depth)
     mb_lterm_pushref(L, ref);
     return 0;
   case MB_T_TUPLE:
+    if (dec_packed(L, d)) return 0;
     if ((r = mb_dec_tuple(d, &k))) return r;
     lua_createtable(L, k > INT32_MAX ? 0 : (int)k, 0);
     return dec_seq(L, d, depth + 1, k);

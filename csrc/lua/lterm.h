@@ -13,6 +13,7 @@
 #define MB_LTERM_REF "moonbeam.ref"
 #define MB_LTERM_ATOM "moonbeam.atom"
 #define MB_LTERM_TUPLE "moonbeam.tuple"
+#define MB_LTERM_PACKED "moonbeam.packed"
 
 /* Once per VM: creates the metatables for pid, ref, atom and tuple values and
  * remembers the node table (registry). */
@@ -42,6 +43,12 @@ int mb_lterm_encode(lua_State *L, int idx, mb_enc_t *e, const char *root, char *
  * an MB_E* code (MB_ERANGE: integer past int64; MB_EBADTERM: improper list,
  * nil or NaN map key, malformed; MB_EDEPTH). */
 int mb_lterm_decode(lua_State *L, mb_dec_t *d);
+
+/* Packed values (gen.pack): an opaque userdata holding blob[0..len), which
+ * messages carry with a keyed hash so no other bytes decode as one. */
+void mb_lterm_pushpacked(lua_State *L, const uint8_t *blob, size_t len);
+/* The blob of the packed value at idx (length in *len), or NULL if not one. */
+const uint8_t *mb_lterm_topacked(lua_State *L, int idx, size_t *len);
 
 /* lua_CFunction for mb.atom(s): an atom value (interned). */
 int mb_lterm_atom(lua_State *L);

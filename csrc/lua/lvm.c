@@ -108,6 +108,7 @@ static int vm_setup_p(lua_State *L) {
     luaL_openlibs(L);
     set_field(L, "path", vm->brt->path);
     set_field(L, "cpath", vm->brt->cpath);
+    mbl_preload_install(L, vm->brt->preload);
   }
   attach(L, vm, rt);
   return 0;
@@ -207,6 +208,7 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
   int oom = 0;
   brt->path = dup_field(L, "path", &oom);
   brt->cpath = dup_field(L, "cpath", &oom);
+  brt->preload = mbl_preload_capture(L);
   brt->host = host;
   brt->main_ref = LUA_NOREF;
   brt->crash_logger = mbl_has_logger_handler(L);
@@ -217,6 +219,7 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
     free(hooks);
     free(brt->path);
     free(brt->cpath);
+    mbl_preload_free(brt->preload);
     free(brt);
     luaL_error(L, "not enough memory");
   }
@@ -234,6 +237,7 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
   if (r) {
     free(brt->path);
     free(brt->cpath);
+    mbl_preload_free(brt->preload);
     free(brt);
     luaL_error(L, "cannot start moonbeam: %s", mb_strerror(r));
   }
@@ -245,6 +249,7 @@ static void free_runtime(mbl_rt_t *brt) {
   mb_runtime_free(brt->rt);
   free(brt->path);
   free(brt->cpath);
+  mbl_preload_free(brt->preload);
   free(brt);
 }
 

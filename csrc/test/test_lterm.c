@@ -102,6 +102,24 @@ static int l_checkpid(lua_State *L)
   return 1;
 }
 
+/* packed(bytes) -> packed value; blob(v) -> its bytes, or nil if not packed */
+static int l_packed(lua_State *L)
+{
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  mb_lterm_pushpacked(L, (const uint8_t *)s, len);
+  return 1;
+}
+
+static int l_blob(lua_State *L)
+{
+  size_t len;
+  const uint8_t *b = mb_lterm_topacked(L, 1, &len);
+  if (b) lua_pushlstring(L, (const char *)b, len);
+  else lua_pushnil(L);
+  return 1;
+}
+
 /* Deep equality in Lua, NaN equal to NaN. */
 static const char *prelude =
     "function deq(a, b)\n"
@@ -132,6 +150,8 @@ static lua_State *new_state(void)
   lua_register(L, "pid", l_pid);
   lua_register(L, "ref", l_ref);
   lua_register(L, "checkpid", l_checkpid);
+  lua_register(L, "packed", l_packed);
+  lua_register(L, "blob", l_blob);
   if (luaL_dostring(L, prelude)) printf("prelude: %s\n", lua_tostring(L, -1));
   return L;
 }
@@ -471,6 +491,52 @@ MB_TEST(remote_nodes)
   lua_close(L);
 }
 
+/* A packed value crosses a message as itself only with its keyed hash: the
+ * same shape built by hand, or with one byte changed, decodes as plain data. */
+MB_TEST(packed_values)
+{
+  lua_State *L = new_state();
+  MB_CHECK(run(L,
+    "local p = packed('\\131bytecode here')\n"
+    "assert(type(p) == 'userdata' and blob(p) == '\\131bytecode here')\n"
+    "assert(getmetatable(p) == false)\n"
+    "local back = rt({p, 1})\n"
+    "assert(blob(back[1]) == '\\131bytecode here' and back[2] == 1)\n"
+    "local bytes = enc(p)\n"
+    "-- {'$packed', <<mac:8>>, <<blob>>}: 131, 104 3, 119 7 $packed, 109 0 0 0 8 mac, 109 len blob\n"
+    "assert(bytes:sub(1, 12) == '\\131\\104\\3\\119\\7$packed')\n"
+    "local mac = bytes:sub(18, 25)\n"
+    "local forged = mb.tuple(mb.atom'$packed', mac, '\\131bytecode HERE')\n"
+    "local f = rt(forged)\n"
+    "assert(blob(f) == nil and type(f) == 'table' and f[1] == '$packed' and f[3] == '\\131bytecode HERE')\n"
+    "local wrong = bytes:sub(1, 24) .. string.char((bytes:byte(25) + 1) % 256) .. bytes:sub(26)\n"
+    "local w = dec(wrong)\n"
+    "assert(type(w) == 'table' and w[2] == wrong:sub(18, 25))\n"
+    "assert(blob(dec(bytes)) == '\\131bytecode here')\n"
+    "assert(blob(rt(packed(''))) == '')\n"
+    "local long = string.rep('x', 1000)\n"
+    "assert(blob(rt(packed(long))) == long)\n"));
+  lua_close(L);
+}
+
+/* A tuple whose n was raised far past its fields is refused, not encoded as
+ * millions of nils; trailing nils within the slack still travel. */
+MB_TEST(tuple_forged_n)
+{
+  lua_State *L = new_state();
+  int rc;
+  MB_CHECK_EQ_STR(enc_error(L, "(function() local t = mb.tuple(1, 2) t.n = 100000000 return t end)()", &rc),
+                  "msg: tuple n larger than its elements (n = 100000000, 2 fields)");
+  MB_CHECK_EQ_INT(rc, MB_EINVAL);
+  MB_CHECK_EQ_STR(enc_error(L, "{x = (function() local t = mb.tuple(1) t.n = 5000 return t end)()}", &rc),
+                  "msg.x: tuple n larger than its elements (n = 5000, 1 fields)");
+  MB_CHECK(run(L,
+    "local t = mb.tuple(1, 2) t.n = 1026\n"
+    "local back = rt(t)\n"
+    "assert(back[1] == 1 and back[2] == 2 and #enc(t) > 1026)\n"));
+  lua_close(L);
+}
+
 int main(void)
 {
   nodes = mb_nodes_new("a@ho", 9);
@@ -483,6 +549,8 @@ int main(void)
   MB_RUN(decode_errors);
   MB_RUN(encode_errors);
   MB_RUN(remote_nodes);
+  MB_RUN(packed_values);
+  MB_RUN(tuple_forged_n);
   mb_nodes_free(nodes);
   return mb_test_summary();
 }

@@ -72,9 +72,7 @@ end
 local function pack_fn(fn, who)
   local t = type(fn)
   if t == "function" then
-    local ok, packed = pcall(gen.pack, fn, who .. ": function")
-    if not ok then gen.error(packed) end
-    return packed
+    return gen.pack(fn, who .. ": function") -- its errors name the caller's line
   end
   if t == "table" and type(fn[1]) == "string" and type(fn[2]) == "string" then
     return gen.pack(fn)

@@ -30,13 +30,14 @@
 --- `fn(starter, ...)`, registers its name first when `opts.name` is given, and
 --- waits until `fn` calls `gen.init_ack(starter, status, value)`.
 ---
---- Functions and tables of functions cannot travel in messages, and a spawned
---- function loses the identity of what it closes over. `gen.pack(value)` turns
---- any value made of data, tables (cycles and sharing kept), Lua functions (with
---- their upvalues, shared cells kept) and module references into plain data,
---- and `gen.unpack(data)` rebuilds it in another process, on any scheduler.
---- A table or function that is a loaded module, or a field of one, travels as
---- its name and is re-required on the other side.
+--- Functions and tables of functions cannot travel in messages. `gen.pack(value)`
+--- turns any value made of data, tables (cycles, sharing and metatables kept),
+--- Lua functions (with their upvalues, shared cells kept) and module references
+--- into an opaque packed value that messages carry, and `gen.unpack(packed)`
+--- rebuilds it in another process, on any scheduler. It is mb.spawn's packer:
+--- a loaded module travels as its name and is re-required on the other side; a
+--- C function, or a function or table that cannot be copied, as its place in a
+--- loaded module.
 local mb = require "moonbeam"
 local core = require "moonbeam.core"
 
@@ -47,203 +48,24 @@ local fmt = string.format
 
 -- ------------------------------------------------------------------ packing
 
-local tuple_mt = debug.getregistry()["moonbeam.tuple"]
-
-local function is_cfunction(f)
-  return debug.getinfo(f, "S").what == "C"
-end
-
--- Plain data: what mb.send can carry as is (no function, no metatable but a
--- tuple's, no cycle, no table met twice).
-local function is_plain(v, seen, depth)
-  local t = type(v)
-  if t == "table" then
-    if seen[v] or depth > 200 then return false end
-    local mt = debug.getmetatable(v)
-    if mt ~= nil and mt ~= tuple_mt then return false end
-    seen[v] = true
-    for k, x in next, v do
-      if not is_plain(k, seen, depth + 1) or not is_plain(x, seen, depth + 1) then return false end
-    end
-    return true
-  end
-  return t ~= "function" and t ~= "thread"
-end
-
--- Where loaded modules and their fields are, for this VM, right now.
-local function module_index()
-  local mods, fields = {}, {}
-  for name, mod in next, package.loaded do
-    if type(name) == "string" and type(mod) == "table" and name ~= "_G" then
-      if mods[mod] == nil then mods[mod] = name end
-    end
-  end
-  for name, mod in next, package.loaded do
-    if type(name) == "string" and type(mod) == "table" then
-      for k, v in next, mod do
-        local tv = type(v)
-        if type(k) == "string" and (tv == "function" or tv == "table") and fields[v] == nil
-            and mods[v] == nil then
-          -- _G's own Lua values are the caller's globals, not a module's: copy them.
-          if name ~= "_G" or (tv == "function" and is_cfunction(v)) then
-            fields[v] = {name, k}
-          end
-        end
-      end
-    end
-  end
-  return mods, fields
-end
-
-local Packer = {}
-Packer.__index = Packer
-
-function Packer:desc(v, where)
-  local t = type(v)
-  if t == "table" then
-    if v == _G then return {"G"} end
-    local name = self.mods[v]
-    if name then return {"mod", name} end
-    local place = self.fields[v]
-    if place then return {"field", place[1], place[2]} end
-    local id = self.table_ids[v]
-    if id then return {"t", id} end
-    id = #self.tables + 1
-    self.table_ids[v] = id
-    local entry = {0}
-    self.tables[id] = entry
-    local mt = debug.getmetatable(v)
-    if mt == tuple_mt then
-      entry[1] = 1
-    elseif mt ~= nil then
-      entry[1] = self:desc(mt, where .. " (metatable)")
-    end
-    for k, x in next, v do
-      entry[#entry + 1] = self:desc(k, where)
-      entry[#entry + 1] = self:desc(x, type(k) == "string" and (where .. "." .. k) or (where .. "[...]"))
-    end
-    return {"t", id}
-  elseif t == "function" then
-    local place = self.fields[v]
-    if place then return {"field", place[1], place[2]} end
-    local id = self.fn_ids[v]
-    if id then return {"f", id} end
-    if is_cfunction(v) then
-      error(fmt("%s: cannot send a C function that is not in a loaded module", where), 0)
-    end
-    id = #self.funcs + 1
-    self.fn_ids[v] = id
-    local entry = {string.dump(v), {}}
-    self.funcs[id] = entry
-    local ups = entry[2]
-    local i = 1
-    while true do
-      local name, value = debug.getupvalue(v, i)
-      if name == nil then break end
-      local d
-      if name == "_ENV" and type(value) == "table" and value ~= _G and getmetatable(value) ~= nil then
-        d = {"G"} -- a sandboxing proxy (busted's spec environment): the target's globals
-      elseif value == nil then
-        d = {"nil"}
-      else
-        d = self:desc(value, fmt("%s: upvalue '%s'", where, name ~= "" and name or "?"))
-      end
-      local uid = debug.upvalueid(v, i)
-      local cell = self.cells[uid]
-      if not cell then
-        cell = self.ncells + 1
-        self.ncells = cell
-        self.cells[uid] = cell
-      end
-      ups[#ups + 1] = d
-      ups[#ups + 1] = cell
-      i = i + 1
-    end
-    return {"f", id}
-  elseif t == "thread" then
-    error(fmt("%s: cannot send a coroutine", where), 0)
-  end
-  return v
-end
-
---- Turns `value` into plain data that mb.send and mb.spawn can carry: tables
---- of functions, closures (with their upvalues), cycles and shared tables are
---- all kept. Rebuild it with `gen.unpack`, in any process.
+--- Turns `value` into a packed value that mb.send and mb.spawn can carry:
+--- tables of functions, closures (with their upvalues), cycles and shared
+--- tables are all kept (the same packer as mb.spawn's, in C). Rebuild it with
+--- `gen.unpack`, in any process. Raises naming the part that cannot travel.
 ---@param value any
 ---@param where? string what to name in an error (default "value")
----@return table data
+---@return userdata packed
 function gen.pack(value, where)
-  if is_plain(value, {}, 0) then return {"$raw", value} end
-  local mods, fields = module_index()
-  local p = setmetatable({mods = mods, fields = fields, tables = {}, table_ids = {},
-                          funcs = {}, fn_ids = {}, cells = {}, ncells = 0}, Packer)
-  local ok, root = pcall(p.desc, p, value, where or "value")
-  if not ok then error(root, 2) end
-  return {"$pack", root, p.tables, p.funcs}
-end
-
-local function field_of(name, key)
-  local mod = require(name)
-  return (mod[key])
+  if where ~= nil and type(where) ~= "string" then
+    gen.error("gen.pack: where must be a string, got " .. type(where))
+  end
+  return core.pack(value, where)
 end
 
 --- Rebuilds a value made by `gen.pack` (in this process's VM).
----@param data table
+---@param data userdata a packed value
 ---@return any
-function gen.unpack(data)
-  if type(data) ~= "table" then error("gen.unpack: expected packed data, got " .. type(data), 2) end
-  if data[1] == "$raw" then return data[2] end
-  if data[1] ~= "$pack" then error("gen.unpack: not packed data", 2) end
-  local tdescs, fdescs = data[3], data[4]
-  local tables, funcs = {}, {}
-  for i = 1, #tdescs do tables[i] = {} end
-  for i = 1, #fdescs do
-    local f, err = load(fdescs[i][1], "=packed", "b")
-    if not f then error("gen.unpack: " .. tostring(err), 2) end
-    funcs[i] = f
-  end
-  local function value(d)
-    if type(d) ~= "table" then return d end
-    local tag = d[1]
-    if tag == "t" then return tables[d[2]]
-    elseif tag == "f" then return funcs[d[2]]
-    elseif tag == "G" then return _G
-    elseif tag == "nil" then return nil
-    elseif tag == "mod" then return (require(d[2]))
-    elseif tag == "field" then return field_of(d[2], d[3])
-    end
-    error("gen.unpack: bad descriptor " .. tostring(tag), 3)
-  end
-  for i = 1, #tdescs do
-    local e, t = tdescs[i], tables[i]
-    for j = 2, #e, 2 do
-      local k = value(e[j])
-      if k ~= nil then rawset(t, k, (value(e[j + 1]))) end
-    end
-    local m = e[1]
-    if m == 1 then
-      setmetatable(t, tuple_mt)
-    elseif m ~= 0 then
-      setmetatable(t, value(m))
-    end
-  end
-  local cells = {}
-  for i = 1, #fdescs do
-    local f, ups = funcs[i], fdescs[i][2]
-    for j = 1, #ups, 2 do
-      local up = (j + 1) // 2
-      local cell = ups[j + 1]
-      local first = cells[cell]
-      if first then
-        debug.upvaluejoin(f, up, first[1], first[2])
-      else
-        cells[cell] = {f, up}
-        debug.setupvalue(f, up, (value(ups[j])))
-      end
-    end
-  end
-  return value(data[2])
-end
+function gen.unpack(data) return core.unpack(data) end
 
 -- ------------------------------------------------------------------ errors
 
@@ -545,9 +367,8 @@ end
 
 -- ------------------------------------------------------------------ spawning and starting
 
---- Spawns `fn(...)` like mb.spawn_opt, but moves fn and its arguments with
---- `gen.pack`: tables of functions, shared upvalues and module references
---- survive the move to another scheduler's VM.
+--- Spawns `fn(...)` like mb.spawn_opt (kept for callers written when mb.spawn
+--- could not move tables of functions; both use the same packer now).
 ---@param opts table mb.spawn_opt's options
 ---@param fn function|string[]
 ---@return moonbeam.pid pid
@@ -557,9 +378,7 @@ function gen.spawn(opts, fn, ...)
     gen.error("spawn: expected a function or {module_name, function_name}, got " .. type(fn))
   end
   if opts ~= nil and type(opts) ~= "table" then gen.error("spawn: opts must be a table, got " .. type(opts)) end
-  local ok, packed = pcall(gen.pack, {fn, table.pack(...)}, "spawn")
-  if not ok then gen.error(packed) end
-  return mb.spawn_opt(opts or {}, {"moonbeam.gen", "_run"}, packed)
+  return core.spawn_opt(opts or {}, fn, ...)
 end
 
 local function resolve_fn(fn)
@@ -570,13 +389,6 @@ local function resolve_fn(fn)
     return f
   end
   return fn
-end
-
---- (internal) The body of a process started by gen.spawn.
-function gen._run(packed)
-  local t = gen.unpack(packed)
-  local args = t[2]
-  return resolve_fn(t[1])(unpack(args, 1, args.n))
 end
 
 ---@class moonbeam.start_opts
@@ -593,15 +405,13 @@ end
 ---@field name? string|table the name the process registered
 
 --- (internal) The body of a process started by gen.start.
-function gen._start_body(packed)
-  local t = gen.unpack(packed)
-  local st, args = t[3], t[2]
+function gen._start_body(fn, args, st)
   if not st.linked then st.parent = mb.self() end
   if st.name ~= nil then
     local ok, existing = gen.register_name(st.name)
     if not ok then gen.init_ack(st, "error", {"already_started", existing}, "normal") end
   end
-  return resolve_fn(t[1])(st, unpack(args, 1, args.n))
+  return resolve_fn(fn)(st, unpack(args, 1, args.n))
 end
 
 --- Acknowledges the start, from the started process: `"ok"` lets it run on
@@ -726,10 +536,8 @@ function gen.start(fn, opts)
   local ref = mb.make_ref()
   local args = table.pack(unpack(opts.args or {}, 1, (opts.args or {}).n or #(opts.args or {})))
   local st = {starter = me, parent = me, ref = ref, name = opts.name, linked = opts.link and true or false}
-  local ok, packed = pcall(gen.pack, {fn, args, st}, "start")
-  if not ok then gen.error(packed) end
-  local pid, mref = mb.spawn_opt({link = opts.link, monitor = true, scheduler = opts.scheduler},
-                                 {"moonbeam.gen", "_start_body"}, packed)
+  local pid, mref = core.spawn_opt({link = opts.link, monitor = true, scheduler = opts.scheduler},
+                                   {"moonbeam.gen", "_start_body"}, fn, args, st)
   local msg = mb.receive(function(m)
     return type(m) == "table" and ((m[1] == "$gen_ack" and m[2] == ref) or (m[1] == "DOWN" and m[2] == mref))
   end, ms)

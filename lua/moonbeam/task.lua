@@ -58,13 +58,9 @@ local function check_timeout(timeout, who, default)
   return timeout
 end
 
--- mb.spawn_opt, falling back to moonbeam.gen's packing when the core cannot
--- copy the function (an upvalue or argument holding a table of functions).
-local function spawn(opts, f, ...)
-  local ok, pid, ref = pcall(mb.spawn_opt, opts, f, ...)
-  if ok then return pid, ref end
-  return require("moonbeam.gen").spawn(opts, f, ...)
-end
+-- mb.spawn_opt: its packer moves tables of functions and shared upvalues too
+-- (the one gen.pack uses), so there is nothing to fall back to.
+local function spawn(opts, f, ...) return mb.spawn_opt(opts, f, ...) end
 task._spawn = spawn
 
 -- Spawns a task linked (when `link`) and monitored from the caller.
