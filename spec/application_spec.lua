@@ -95,8 +95,21 @@ function M.in_c()
     os.execute("exec sleep 8 >/dev/null 2>&1 </dev/null") -- holds its scheduler, deaf to exit signals
   end)
 end
+function M.main_in_c()
+  -- scheduler 1, the runner's own VM: once it is held, only the core's exit
+  -- deadline, armed by the signal thread as SIGTERM arrives, can end the program
+  return mb.spawn_opt({link = true, scheduler = 1}, function()
+    mb.register("main_stuck")
+    mb.sleep(300) -- let the start finish first
+    say("ready main in C")
+    os.execute("exec sleep 8 >/dev/null 2>&1 </dev/null")
+  end)
+end
 function M.start(args)
   local mode = args[1]
+  if mode == "main_in_c" then
+    return supervisor.start_link({{id = "main_stuck", start = {"spec_app_cli", "main_in_c", {}}}})
+  end
   if mode == "intensity" then
     return supervisor.start_link({{id = "crasher", start = {"spec_app_cli", "crasher", {}}}},
                                  {max_restarts = 2, max_seconds = 5})
@@ -485,6 +498,15 @@ return M
       local c_line = text:find("application spec_app_cli did not finish within 1300 ms;", 1, true)
       assert.is_truthy(lua_line or c_line, text)
       assert.matches("(c_stuck)", text, 1, true)
+    end)
+
+    it("ends within the shutdown timeout plus 1 s when the runner's own VM is stuck in C at the signal", function()
+      local t0 = os.time()
+      local text, rc = moonbeam("--schedulers 2 --shutdown-timeout 300", "main_in_c", "TERM")
+      assert.are.equal(1, rc, text)
+      assert.is_true(os.time() - t0 < 7, "waited for the C call to return")
+      assert.matches("shutdown after SIGTERM did not finish within 1300 ms;", text, 1, true)
+      assert.matches("(main_stuck)", text, 1, true)
     end)
 
     it("rejects bad options with status 2", function()

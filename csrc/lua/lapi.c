@@ -249,8 +249,11 @@ static int l_abandon(lua_State *L) {
   return 0;
 }
 
-/* on_signal(name, [pid]): deliver the OS signal as {"signal", name} to pid
- * (the caller by default); on_signal(name, false) restores the default. */
+/* on_signal(name, [pid], [deadline_ms]): deliver the OS signal as {"signal",
+ * name} to pid (the caller by default); on_signal(name, false) restores the
+ * default. With deadline_ms, the signal's arrival also arms the runtime's exit
+ * deadline from the signal thread (mb_signal_exit_deadline, exit status 1), so
+ * a runner whose own VM is stuck in C still ends. */
 static int l_on_signal(lua_State *L) {
   static const char *const names[] = {"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", NULL};
   static const int nums[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -260,6 +263,11 @@ static int l_on_signal(lua_State *L) {
   if (lua_isboolean(L, 2) && !lua_toboolean(L, 2)) pid = 0;
   else if (lua_isnoneornil(L, 2)) pid = mb_self(mbl_self(L, 0)->self);
   else pid = mb_lterm_checkpid(L, 2);
+  if (!lua_isnoneornil(L, 3)) {
+    lua_Number t = luaL_checknumber(L, 3);
+    luaL_argcheck(L, t >= 0, 3, "must be >= 0 ms");
+    mb_signal_exit_deadline(rt, nums[i], t >= 1.8e19 ? UINT64_MAX : (uint64_t)t, 1);
+  }
   mb_signal_notify(rt, nums[i], pid);
   lua_pushboolean(L, 1);
   return 1;

@@ -346,8 +346,11 @@ function application.run(name, args, opts)
   local timeout = opts.shutdown_timeout
   if timeout == nil then timeout = application.shutdown_timeout end
   gen().check_timeout(timeout, "application.run: shutdown_timeout")
-  mb.on_signal("SIGINT")
-  mb.on_signal("SIGTERM")
+  -- when halting, the signal itself arms the core's exit deadline (from the
+  -- runtime's signal thread), so even a runner whose VM is stuck in C ends
+  local deadline = (opts.halt and timeout ~= "infinity") and timeout + HALT_GRACE_MS or nil
+  mb.on_signal("SIGINT", nil, deadline)
+  mb.on_signal("SIGTERM", nil, deadline)
   local sup, err = application.start(name, args)
   if not sup then
     log("error", string.format("application %s failed to start: %s", name, mb.format(err)))

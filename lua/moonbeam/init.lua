@@ -264,7 +264,10 @@ mb.subscribers = core.subscribers
 --- Delivers an OS signal ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1",
 --- "SIGUSR2") to a process (the caller by default) as the message
 --- `{"signal", name}` instead of its default action; `false` restores it.
----@type fun(name: string, pid?: moonbeam.pid|false): true
+--- With `deadline_ms`, the signal's arrival also arms the runtime's exit
+--- deadline: if the runtime has not ended that long after the signal, the
+--- program logs what did not stop and exits 1, even with every scheduler stuck.
+---@type fun(name: string, pid?: moonbeam.pid|false, deadline_ms?: number): true
 mb.on_signal = core.on_signal
 
 --- Monotonic time in seconds (sub-microsecond resolution), for measuring.
