@@ -33,7 +33,7 @@ int mbl_set_crash_handler(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
   mbl_vm_t *vm = mbl_vm(L);
-  if (vm && is_logger_fn(L, 1)) vm->brt->crash_logger = 1;
+  if (vm && is_logger_fn(L, 1)) atomic_store_explicit(&vm->brt->crash_logger, 1, memory_order_relaxed);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &CRASH_KEY);
   return 0;
 }
@@ -81,7 +81,7 @@ static int report_p(lua_State *L) {
   char name[64];
   mb_registered_name(mb_proc_runtime(lp->self), pid, name, sizeof name);
   const char *msg = mbl_error_text(L, 2); /* 4 */
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &CRASH_KEY) != LUA_TFUNCTION && lp->vm->brt->crash_logger) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &CRASH_KEY) != LUA_TFUNCTION && atomic_load_explicit(&lp->vm->brt->crash_logger, memory_order_relaxed)) {
     lua_pop(L, 1);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "moonbeam.logger");

@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 #include "moonbeam.h"
@@ -29,7 +30,7 @@ typedef struct mbl_rt {
   int main_done, main_ok, main_ref;
   /* a VM installed moonbeam.logger's crash handler: every VM without a handler
    * loads it before its first crash report (one report format everywhere) */
-  volatile int crash_logger;
+  atomic_int crash_logger;   /* any VM set the logger's crash handler: written by any scheduler thread */
   int64_t vm_memory;       /* limit of each VM's Lua heap (bytes), 0: none */
 } mbl_rt_t;
 

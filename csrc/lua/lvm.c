@@ -211,7 +211,7 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
   brt->preload = mbl_preload_capture(L);
   brt->host = host;
   brt->main_ref = LUA_NOREF;
-  brt->crash_logger = mbl_has_logger_handler(L);
+  atomic_init(&brt->crash_logger, mbl_has_logger_handler(L));
   brt->vm_memory = vm_memory;
   static const mb_sched_hooks_t hooks_tmpl = {on_sched_init, on_sched_fini, NULL};
   mb_sched_hooks_t *hooks = malloc(sizeof *hooks);
