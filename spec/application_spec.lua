@@ -101,8 +101,13 @@ function M.main_in_c()
   return mb.spawn_opt({link = true, scheduler = 1}, function()
     mb.register("main_stuck")
     mb.sleep(300) -- let the start finish first
+    -- open(2) of a FIFO nobody writes blocks in C (restarted after signals,
+    -- also under TSan, where system()'s wait is not)
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    os.execute("mkfifo '" .. fifo .. "'")
     say("ready main in C")
-    os.execute("exec sleep 8 >/dev/null 2>&1 </dev/null")
+    io.open(fifo, "r")
   end)
 end
 function M.start(args)
@@ -501,6 +506,12 @@ return M
     end)
 
     it("ends within the shutdown timeout plus 1 s when the runner's own VM is stuck in C at the signal", function()
+      if os.getenv("MB_SANITIZER") == "tsan" then
+        -- TSan delivers a signal to a thread only at its intercepted calls:
+        -- the host thread held in open(2) never takes SIGTERM there
+        pending("TSan defers signals to intercepted calls; run by make test and make asan")
+        return
+      end
       local t0 = os.time()
       local text, rc = moonbeam("--schedulers 2 --shutdown-timeout 300", "main_in_c", "TERM")
       assert.are.equal(1, rc, text)
