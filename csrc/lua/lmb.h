@@ -23,6 +23,7 @@ typedef struct mbl_rt {
   int host;                /* started by mb.start (host-driven steps), not mb.run */
   /* mb.run's main process: its results (registry ref in main_L) or its error */
   int main_done, main_ok, main_ref;
+  struct mb_pool *pool;    /* mb.blocking's workers (lblocking.c), made on first use */
 } mbl_rt_t;
 
 struct mbl_vm {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lmb.h"
+#include "lsysio.h"
 #include "lterm.h"
 
 static const char VM_KEY = 0;
@@ -175,6 +176,7 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
 }
 
 static void free_runtime(mbl_rt_t *brt) {
+  mbl_blocking_shutdown(brt);
   mb_runtime_free(brt->rt);
   free(brt->path);
   free(brt->cpath);

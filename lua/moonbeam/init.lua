@@ -292,4 +292,6 @@ end
 ---@param fn? fun(pid: moonbeam.pid, name: string?, message: string, traceback: string)
 function mb.set_crash_handler(fn) core.set_crash_handler(fn) end
 
+mb.blocking, mb.blocking_pool = require("moonbeam.blocking").run, require("moonbeam.blocking").pool
+
 return mb
