@@ -1,0 +1,88 @@
+--- moonbeam.file: files and directories through libuv (uv_fs) on the caller's
+--- scheduler loop. Each call waits for the disk as a receive waits for a
+--- message: the calling process yields, and its scheduler runs the others.
+--- Failures return `nil, reason` with the errno name in lower case ("enoent",
+--- "eacces", "eexist", "enotdir", "emfile"); misuse raises. Only processes may
+--- call these. See docs/file.md.
+local core = require "moonbeam.core"
+
+local M = {}
+
+--- The whole content of a file.
+---@param path string
+---@return string|nil data
+---@return string? reason
+function M.read(path) return core.file_read(path) end
+
+--- Replaces the file's content with `data` (creating it, mode 0666 less the
+--- umask); `{append = true}` adds to its end instead.
+---@param path string
+---@param data string
+---@param opts? {append?: boolean}
+---@return true|nil ok
+---@return string? reason
+function M.write(path, data, opts)
+  return core.file_write(path, data, opts ~= nil and opts.append)
+end
+
+--- Information about a file: size, type ("file", "directory", "symlink",
+--- "fifo", "socket", "character_device", "block_device"), mode (permission
+--- bits), mtime, atime, ctime (seconds, fractional), uid, gid, nlink, ino.
+--- `{link = true}` describes a symbolic link itself rather than its target.
+---@param path string
+---@param opts? {link?: boolean}
+---@return table|nil info
+---@return string? reason
+function M.stat(path, opts)
+  return core.file_stat(path, opts ~= nil and opts.link)
+end
+
+--- The names in a directory (not "." nor ".."), sorted.
+---@param path string
+---@return string[]|nil names
+---@return string? reason
+function M.list(path)
+  local names, err = core.file_list(path)
+  if names then table.sort(names) end
+  return names, err
+end
+
+--- Renames (moves) a file or directory, replacing `dest` if it is a file.
+---@return true|nil ok
+---@return string? reason
+function M.rename(from, dest) return core.file_rename(from, dest) end
+
+--- Removes a file (not a directory: see rmdir).
+---@return true|nil ok
+---@return string? reason
+function M.remove(path) return core.file_remove(path) end
+
+--- Makes a directory (mode 0777 less the umask by default); its parent must exist.
+---@param path string
+---@param mode? integer
+---@return true|nil ok
+---@return string? reason
+function M.mkdir(path, mode) return core.file_mkdir(path, mode) end
+
+--- Removes an empty directory.
+---@return true|nil ok
+---@return string? reason
+function M.rmdir(path) return core.file_rmdir(path) end
+
+--- Opens a stream with io.open's modes ("r" by default, "w", "a", "r+", "w+",
+--- "a+"; "b" is ignored; "wx" fails with "eexist" if the file exists). The
+--- stream has methods read(n), write(data), seek(whence, offset), close();
+--- it closes when collected, or when a `<close>` variable holding it goes out
+--- of scope.
+---@param path string
+---@param mode? string
+---@return userdata|nil stream
+---@return string? reason
+function M.open(path, mode)
+  local f = core.file_new()
+  local ok, err = core.file_open(f, path, mode)
+  if not ok then return nil, err end
+  return f
+end
+
+return M
