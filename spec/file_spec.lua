@@ -1,0 +1,348 @@
+-- moonbeam.file: files through uv_fs on the scheduler's loop. Globals used in
+-- processes are captured as locals (busted's environment does not travel).
+local error, type, string, collectgarbage = error, type, string, collectgarbage
+local mb = require "moonbeam"
+local file = require "moonbeam.file"
+
+local DIR = os.tmpname()
+os.remove(DIR)
+assert(os.execute("mkdir -p '" .. DIR .. "'"))
+
+local function run(fn) return mb.run(fn, {schedulers = 2}) end
+
+-- Runs a Lua script in a fresh lua5.4 under `sh_prefix` (e.g. "ulimit -n 64;");
+-- returns its output and whether it exited with 0.
+local function run_script(sh_prefix, src)
+  local path = DIR .. "/script.lua"
+  local f = assert(io.open(path, "w"))
+  f:write(src)
+  f:close()
+  local env = ("LUA_PATH=%q LUA_PATH_5_4=%q LUA_CPATH=%q LUA_CPATH_5_4=%q"):format(
+    package.path, package.path, package.cpath, package.cpath)
+  local cmd = ("%s %s timeout 20 %s %q 2>&1"):format(sh_prefix, env, os.getenv("MB_LUA") or "lua5.4", path)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local ok = p:close()
+  return out, ok == true
+end
+
+describe("moonbeam.file", function()
+  teardown(function() os.execute("rm -rf '" .. DIR .. "'") end)
+
+  describe("whole files", function()
+    it("writes and reads back text, binary data, an empty file and 5 MB", function()
+      run(function()
+        local p = DIR .. "/a.txt"
+        assert.is_true(file.write(p, "hello\n"))
+        assert.are.equal("hello\n", file.read(p))
+        local bin = "\0\1\2\255\0end"
+        assert.is_true(file.write(p, bin))
+        assert.are.equal(bin, file.read(p))
+        assert.is_true(file.write(p, ""))
+        assert.are.equal("", file.read(p))
+        local big = string.rep("0123456789abcdef", 5 * 65536)
+        assert.is_true(file.write(DIR .. "/big", big))
+        local back = file.read(DIR .. "/big")
+        assert.are.equal(#big, #back)
+        assert.is_true(back == big)
+      end)
+    end)
+
+    it("appends with {append = true}", function()
+      run(function()
+        local p = DIR .. "/log.txt"
+        assert.is_true(file.write(p, "one\n"))
+        assert.is_true(file.write(p, "two\n", {append = true}))
+        assert.is_true(file.write(DIR .. "/new-by-append", "x", {append = true}))
+        assert.are.equal("one\ntwo\n", file.read(p))
+        assert.are.equal("x", file.read(DIR .. "/new-by-append"))
+      end)
+    end)
+
+    it("reads what has no size in stat (/proc files) whole", function()
+      run(function()
+        local s = assert(file.read("/proc/self/status"))
+        assert.matches("Name:", s)
+      end)
+    end)
+
+    it("returns nil, reason for a missing file, a directory, a missing parent", function()
+      run(function()
+        local v, err = file.read(DIR .. "/missing")
+        assert.is_nil(v)
+        assert.are.equal("enoent", err)
+        v, err = file.read(DIR)
+        assert.is_nil(v)
+        assert.are.equal("eisdir", err)
+        v, err = file.write(DIR .. "/no/such/dir/f", "x")
+        assert.is_nil(v)
+        assert.are.equal("enoent", err)
+      end)
+    end)
+
+    it("raises on misuse: a bad path, or outside a process", function()
+      run(function()
+        assert.has_error(function() file.read({}) end)
+        assert.has_error(function() file.read() end)
+        assert.has_error(function() file.read("") end)
+        assert.has_error(function() file.read("a\0b") end)
+        assert.has_error(function() file.write(DIR .. "/x", {}) end)
+      end)
+      assert.has_error(function() file.read(DIR .. "/a.txt") end)
+    end)
+  end)
+
+  describe("directories and metadata", function()
+    it("stat describes files, directories and (with link) symbolic links", function()
+      local p = DIR .. "/st.txt"
+      assert(os.execute(("printf 12345 > '%s' && chmod 640 '%s' && ln -sf '%s' '%s/st.link'"):format(p, p, p, DIR)))
+      run(function()
+        local st = assert(file.stat(p))
+        assert.are.equal(5, st.size)
+        assert.are.equal("file", st.type)
+        assert.are.equal(0x1a0, st.mode) -- 0640
+        assert.is_true(math.abs(st.mtime - os.time()) < 120)
+        assert.are.equal(1, st.nlink)
+        assert.is_true(st.ino > 0)
+        assert.are.equal("directory", file.stat(DIR).type)
+        assert.are.equal("file", file.stat(DIR .. "/st.link").type)
+        assert.are.equal("symlink", file.stat(DIR .. "/st.link", {link = true}).type)
+        local v, err = file.stat(DIR .. "/nothing")
+        assert.is_nil(v)
+        assert.are.equal("enoent", err)
+      end)
+    end)
+
+    it("mkdir, list (sorted), rename, remove and rmdir, and their failures", function()
+      run(function()
+        local d = DIR .. "/tree"
+        assert.is_true(file.mkdir(d))
+        local v, err = file.mkdir(d)
+        assert.is_nil(v)
+        assert.are.equal("eexist", err)
+        assert.are.same({}, file.list(d))
+        for _, n in ipairs({"c", "a", "b"}) do assert.is_true(file.write(d .. "/" .. n, n)) end
+        assert.is_true(file.mkdir(d .. "/sub", 448)) -- 0700
+        assert.are.equal(448, file.stat(d .. "/sub").mode)
+        assert.are.same({"a", "b", "c", "sub"}, file.list(d))
+        assert.is_true(file.rename(d .. "/a", d .. "/z"))
+        assert.are.same({"b", "c", "sub", "z"}, file.list(d))
+        assert.are.equal("a", file.read(d .. "/z"))
+        v, err = file.rename(d .. "/a", d .. "/y")
+        assert.is_nil(v)
+        assert.are.equal("enoent", err)
+        v, err = file.rmdir(d)
+        assert.is_nil(v)
+        assert.are.equal("enotempty", err)
+        v, err = file.list(d .. "/z")
+        assert.is_nil(v)
+        assert.are.equal("enotdir", err)
+        v, err = file.list(d .. "/missing")
+        assert.is_nil(v)
+        assert.are.equal("enoent", err)
+        for _, n in ipairs({"b", "c", "z"}) do assert.is_true(file.remove(d .. "/" .. n)) end
+        v, err = file.remove(d .. "/b")
+        assert.is_nil(v)
+        assert.are.equal("enoent", err)
+        v, err = file.remove(d .. "/sub")
+        assert.is_nil(v)
+        assert.are.equal("eisdir", err)
+        assert.is_true(file.rmdir(d .. "/sub"))
+        assert.is_true(file.rmdir(d))
+        assert.is_nil(file.stat(d))
+      end)
+    end)
+  end)
+
+  describe("streams", function()
+    it("open, read, write, seek and close", function()
+      run(function()
+        local p = DIR .. "/s.txt"
+        local f = assert(file.open(p, "w+"))
+        assert.matches("^file %(open", tostring(f))
+        assert.is_true(f:write("hello "))
+        assert.is_true(f:write("world"))
+        assert.is_true(f:write(""))
+        assert.are.equal(0, f:seek("set"))
+        assert.are.equal("hello", f:read(5))
+        assert.are.equal(5, f:seek()) -- "cur", 0
+        assert.are.equal(" world", f:read(100))
+        local v, err = f:read(10)
+        assert.is_nil(v)
+        assert.are.equal("eof", err)
+        assert.are.equal("", f:read(0))
+        assert.are.equal(6, f:seek("set", 6))
+        assert.is_true(f:write("WORLD"))
+        assert.are.equal(8, f:seek("end", -3))
+        assert.are.equal("RLD", f:read(3))
+        assert.are.equal(7, f:seek("cur", -4))
+        v, err = f:seek("set", -1)
+        assert.is_nil(v)
+        assert.are.equal("einval", err)
+        assert.is_true(f:close())
+        assert.matches("^file %(closed", tostring(f))
+        assert.are.equal("hello WORLD", file.read(p))
+      end)
+    end)
+
+    it("modes: r reads only, a appends, wx refuses an existing file; bad modes raise", function()
+      run(function()
+        local p = DIR .. "/m.txt"
+        assert.is_true(file.write(p, "abc"))
+        local r = assert(file.open(p))
+        local v, err = r:write("x")
+        assert.is_nil(v)
+        assert.are.equal("ebadf", err)
+        assert.are.equal("abc", r:read(10))
+        r:close()
+        local a = assert(file.open(p, "a"))
+        assert.is_true(a:write("def"))
+        a:close()
+        assert.are.equal("abcdef", file.read(p))
+        v, err = file.open(p, "wx")
+        assert.is_nil(v)
+        assert.are.equal("eexist", err)
+        local x = assert(file.open(DIR .. "/fresh", "wxb"))
+        x:close()
+        assert.has_error(function() file.open(p, "q") end)
+        assert.has_error(function() file.open(p, "r++") end)
+        v, err = file.open(DIR .. "/missing")
+        assert.is_nil(v)
+        assert.are.equal("enoent", err)
+      end)
+    end)
+
+    it("a closed stream answers nil, \"closed\" to everything", function()
+      run(function()
+        local f = assert(file.open(DIR .. "/c.txt", "w"))
+        assert.is_true(f:close())
+        for _, call in ipairs({
+          function() return f:read(1) end, function() return f:write("x") end,
+          function() return f:seek("set", 0) end, function() return f:close() end,
+        }) do
+          local v, err = call()
+          assert.is_nil(v)
+          assert.are.equal("closed", err)
+        end
+        assert.has_error(function() f:read(-1) end)
+        assert.has_error(function() f:seek("sideways") end)
+      end)
+    end)
+
+    it("closes with a <close> variable, and when the owner's handle is collected", function()
+      run(function()
+        local function fds()
+          return #assert(file.list("/proc/self/fd"))
+        end
+        local before = fds()
+        do
+          local f <close> = assert(file.open(DIR .. "/tbc.txt", "w"))
+          f:write("x")
+          assert.are.equal(before + 1, fds())
+        end
+        assert.are.equal(before, fds())
+        -- a process that dies holding open streams: they close once collected
+        local me = mb.self()
+        local pid = mb.spawn_opt({scheduler = "here"}, function()
+          local keep = {}
+          for i = 1, 5 do keep[i] = assert(file.open(DIR .. "/tbc.txt")) end
+          mb.send(me, "opened")
+          mb.receive()
+        end)
+        mb.receive(function(m) return m == "opened" end, 5000)
+        assert.are.equal(before + 5, fds())
+        mb.exit(pid, "kill")
+        mb.sleep(20)
+        collectgarbage()
+        collectgarbage()
+        assert.are.equal(before, fds())
+      end)
+    end)
+
+    it("a pipe has no positions: reads and writes go in order, seek says espipe", function()
+      local fifo = DIR .. "/pipe"
+      assert(os.execute("mkfifo '" .. fifo .. "'"))
+      run(function()
+        local me = mb.self()
+        mb.spawn(function()
+          local w = assert(file.open(fifo, "w"))
+          w:write("through the pipe")
+          w:close()
+          mb.send(me, "written")
+        end)
+        local r = assert(file.open(fifo, "r"))
+        local v, err = r:seek("set", 0)
+        assert.is_nil(v)
+        assert.are.equal("espipe", err)
+        local got = {}
+        while true do
+          local s = r:read(7)
+          if not s then break end
+          got[#got + 1] = s
+        end
+        assert.are.equal("through the pipe", table.concat(got))
+        r:close()
+        assert.are.equal("written", mb.receive(nil, 5000))
+      end)
+    end)
+  end)
+
+  it("does not hold the scheduler: a neighbour runs while a read waits", function()
+    -- reading a FIFO waits (in libuv's thread pool) until a writer comes; the
+    -- writer and a ticking neighbour share the reader's only scheduler
+    local fifo = DIR .. "/slow"
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+    mb.run(function()
+      local me = mb.self()
+      local ticker = mb.spawn(function()
+        local last, worst, ticks = mb.clock(), 0, 0
+        while true do
+          local m = mb.receive(nil, 5)
+          local now = mb.clock()
+          if now - last > worst then worst = now - last end
+          last, ticks = now, ticks + 1
+          if m == "stop" then mb.send(me, {ticks, worst}) return end
+        end
+      end)
+      mb.spawn(function()
+        mb.sleep(300)
+        assert(file.write(fifo, "late data"))
+      end)
+      local t0 = mb.clock()
+      local data = file.read(fifo)
+      local took = mb.clock() - t0
+      mb.send(ticker, "stop")
+      local m = mb.receive(function(m) return type(m) == "table" end, 5000)
+      assert.are.equal("late data", data)
+      assert.is_true(took >= 0.25, "the read returned before the writer came: " .. took)
+      assert.is_true(m[1] >= 10, "the neighbour ticked only " .. m[1] .. " times")
+      assert.is_true(m[2] < 0.2, string.format("the neighbour was held up %.0f ms", m[2] * 1000))
+    end, {schedulers = 1})
+  end)
+
+  it("too many open files: nil, \"emfile\", and it works again once one is closed", function()
+    local out, ok = run_script("ulimit -n 64;", [[
+      local mb = require "moonbeam"
+      local file = require "moonbeam.file"
+      mb.run(function()
+        local open = {}
+        local err
+        for _ = 1, 100 do
+          local f, e = file.open("/dev/null")
+          if not f then err = e break end
+          open[#open + 1] = f
+        end
+        assert(err == "emfile", "expected emfile, got " .. tostring(err))
+        local v, e2 = file.read("/etc/hostname")
+        assert(v == nil and e2 == "emfile", "read: " .. tostring(e2))
+        assert(table.remove(open):close())
+        assert(table.remove(open):close())
+        assert(file.open("/dev/null"), "could not open again")
+        assert(file.read("/proc/self/status"), "could not read again")
+        print("EMFILE-OK " .. #open)
+      end, {schedulers = 1})
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("EMFILE%-OK %d+", out)
+  end)
+end)
