@@ -52,4 +52,5 @@ int mbl_await(lua_State *L, mbl_proc_t *lp, mb_ref_t ref) {
 void mbl_open_sysio(lua_State *L) {
   mbl_open_blocking(L);
   mbl_open_file(L);
+  mbl_open_subprocess(L);
 }

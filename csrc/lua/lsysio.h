@@ -24,7 +24,8 @@ int mbl_await(lua_State *L, mbl_proc_t *lp, mb_ref_t ref);
 void mbl_blocking_shutdown(mbl_rt_t *brt);
 /* Registers blocking's functions (from mbl_open_sysio). */
 void mbl_open_blocking(lua_State *L);
-/* lfile.c */
+/* lfile.c, lsubprocess.c */
 void mbl_open_file(lua_State *L);
+void mbl_open_subprocess(lua_State *L);
 
 #endif
