@@ -14,18 +14,10 @@
 #include <uv.h>
 #include "core/scheduler.h"
 #include "io/file.h"
-
-struct mb_file {
-  atomic_int refs;
-  uv_file fd;        /* -1: not open (yet, or any more) */
-  int opening;       /* an open is in flight */
-  int seekable;      /* regular file or block device: reads and writes at pos */
-  int append;
-  int64_t pos;
-};
+#include "io/port.h"
 
 typedef enum { OP_READ_ALL, OP_WRITE_ALL, OP_STAT, OP_LIST, OP_RENAME, OP_REMOVE, OP_MKDIR,
-               OP_RMDIR, OP_OPEN, OP_OPEN_STAT, OP_READ, OP_WRITE, OP_SEEK_END, OP_CLOSE } op_t;
+               OP_RMDIR } op_t;
 
 typedef struct req {
   uv_fs_t fs;
@@ -38,8 +30,6 @@ typedef struct req {
   uint8_t *buf;
   size_t len, cap;   /* bytes in buf, bytes allocated */
   size_t done;       /* bytes written so far */
-  int64_t offset;    /* seek: the offset from the end */
-  mb_file_t *file;   /* stream ops: a reference held until the reply */
 } req_t;
 
 /* ---- replies ---- */
@@ -78,13 +68,6 @@ static void reply_true(req_t *r) {
   mb_enc_t e;
   begin(r, &e, 1);
   mb_enc_atom(&e, "true", 4);
-  send_reply(r, &e);
-}
-
-static void reply_int(req_t *r, int64_t v) {
-  mb_enc_t e;
-  begin(r, &e, 1);
-  mb_enc_int(&e, v);
   send_reply(r, &e);
 }
 
@@ -156,7 +139,6 @@ static req_t *new_req(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, op_t op) {
 
 static void free_req(req_t *r) {
   uv_fs_req_cleanup(&r->fs);
-  if (r->file) mb_file_release(r->file);
   free(r->buf);
   free(r);
 }
@@ -350,111 +332,278 @@ int mb_file_rmdir(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, const char *path)
   SINGLE(OP_RMDIR, uv_fs_rmdir(loop, &r->fs, path, on_single));
 }
 
-/* ---- streams ---- */
+/* ---- streams: the file port ----
+ *
+ * One uv_fs_t per port and one request in flight at a time: commands that come
+ * while one runs wait in the port's queue, in order. The port's close fails
+ * the waiting ones, lets the running one finish, then closes the descriptor;
+ * the close callback drops the open reference. */
 
-mb_file_t *mb_file_new(void) {
-  mb_file_t *f = calloc(1, sizeof *f);
-  if (!f) return NULL;
-  atomic_init(&f->refs, 1);
-  f->fd = -1;
-  return f;
+typedef struct fport {
+  mb_port_t base;            /* first: the port */
+  uv_fs_t fs;
+  uv_file fd;
+  int seekable, append;
+  int64_t pos;
+  mb_port_cmd_t *cur;        /* the command in flight */
+  mb_port_cmd_t *qhead, **qtail;
+  int closing;
+  /* the open, before the port is listed: who asked */
+  mb_pid_t opener;
+  mb_ref_t open_ref;
+  uv_loop_t *loop;
+} fport_t;
+
+static void fp_start_next(fport_t *fp);
+
+static void res_values(mb_port_cmd_t *c, mb_runtime_t *rt) {
+  mb_enc_discard(&c->res);
+  mb_enc_init(&c->res, mb_runtime_nodes(rt), mb_msg_prefix());
 }
 
-void mb_file_release(mb_file_t *f) {
-  if (!f || atomic_fetch_sub(&f->refs, 1) != 1) return;
-  if (f->fd >= 0) close(f->fd); /* a plain close: nothing waits for it */
-  free(f);
+static void res_uv_error(mb_port_cmd_t *c, int uverr) {
+  char buf[32];
+  mb_port_res_error(c, uverr == UV_EOF ? "eof" : mb_port_errname(uverr, buf, sizeof buf));
 }
 
-void mb_file_close_now(mb_file_t *f) {
-  if (f->fd >= 0 && !f->opening) {
-    close(f->fd);
-    f->fd = -1;
-  }
+static void fp_do_close(fport_t *fp);
+
+/* The running command is answered: reply, then the next or the close. */
+static void fp_done(fport_t *fp) {
+  mb_port_cmd_t *c = fp->cur;
+  fp->cur = NULL;
+  free(c->tdata);
+  c->tdata = NULL;
+  mb_port_reply(c);
+  if (fp->closing) fp_do_close(fp);
+  else fp_start_next(fp);
 }
 
-int mb_file_is_open(const mb_file_t *f) { return f->fd >= 0 || f->opening; }
-
-static req_t *stream_req(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, op_t op, mb_file_t *f,
-                         uv_loop_t **loop, int *err) {
-  *loop = loop_of(rt);
-  *err = MB_EINVAL;
-  if (!*loop || f->opening || (op == OP_OPEN) != (f->fd < 0)) return NULL;
-  req_t *r = new_req(rt, to, ref, op);
-  *err = MB_ENOMEM;
-  if (!r) return NULL;
-  atomic_fetch_add(&f->refs, 1);
-  r->file = f;
-  return r;
-}
-
-static void on_stream(uv_fs_t *fs) {
-  req_t *r = fs->data;
-  mb_file_t *f = r->file;
+static void on_fp(uv_fs_t *fs) {
+  fport_t *fp = fs->data;
+  mb_port_cmd_t *c = fp->cur;
   ssize_t res = fs->result;
-  switch (r->op) {
-  case OP_OPEN:
-    f->opening = 0;
-    if (res < 0) {
-      reply_error(r, (int)res);
-      break;
-    }
-    f->fd = (uv_file)res;
-    /* the fstat that follows says whether the file has positions */
-    uv_fs_req_cleanup(fs);
-    r->op = OP_OPEN_STAT;
-    if (uv_fs_fstat(fs->loop, fs, f->fd, on_stream) == 0) return;
-    reply_true(r);
-    break;
-  case OP_OPEN_STAT:
-    f->seekable = res == 0 && (S_ISREG(fs->statbuf.st_mode) || S_ISBLK(fs->statbuf.st_mode));
-    reply_true(r);
-    break;
-  case OP_SEEK_END:
-    if (res < 0) {
-      reply_error(r, (int)res);
-    } else if ((int64_t)fs->statbuf.st_size + r->offset < 0) {
-      reply_reason(r, "einval");
-    } else {
-      f->pos = (int64_t)fs->statbuf.st_size + r->offset;
-      reply_int(r, f->pos);
-    }
-    break;
-  case OP_READ:
-    if (res < 0) reply_error(r, (int)res);
-    else if (res == 0) reply_reason(r, "eof");
+  switch (c->op) {
+  case MB_FILE_READ:
+    if (res < 0) res_uv_error(c, (int)res);
+    else if (res == 0) mb_port_res_error(c, "eof");
     else {
-      r->len = (size_t)res;
-      if (f->seekable) f->pos += res;
-      reply_data(r);
+      if (fp->seekable) fp->pos += res;
+      res_values(c, fp->base.rt);
+      mb_enc_tuple(&c->res, 1);
+      mb_enc_binary(&c->res, c->tdata, (size_t)res);
     }
     break;
-  case OP_WRITE:
+  case MB_FILE_WRITE:
     if (res < 0) {
-      reply_error(r, (int)res);
+      res_uv_error(c, (int)res);
       break;
     }
-    r->done += (size_t)res;
-    if (f->seekable && !f->append) f->pos += res;
-    if (r->done < r->len) {
-      size_t left = r->len - r->done;
-      uv_buf_t b = uv_buf_init((char *)r->buf + r->done, (unsigned)(left > 1u << 30 ? 1u << 30 : left));
+    c->arg[1] += res; /* bytes written so far */
+    if (fp->seekable && !fp->append) fp->pos += res;
+    if ((size_t)c->arg[1] < c->len) {
+      size_t left = c->len - (size_t)c->arg[1];
+      uv_buf_t b = uv_buf_init((char *)c->data + c->arg[1], (unsigned)(left > 1u << 30 ? 1u << 30 : left));
       uv_fs_req_cleanup(fs);
-      int e = uv_fs_write(fs->loop, fs, f->fd, &b, 1, f->seekable && !f->append ? f->pos : -1, on_stream);
+      int e = uv_fs_write(fs->loop, fs, fp->fd, &b, 1, fp->seekable && !fp->append ? fp->pos : -1, on_fp);
       if (e == 0) return;
-      reply_error(r, e);
+      res_uv_error(c, e);
       break;
     }
-    reply_true(r);
+    mb_port_res_ok(c);
     break;
-  case OP_CLOSE:
-    if (res < 0) reply_error(r, (int)res);
-    else reply_true(r);
+  case MB_FILE_SEEK: /* "end": fstat done */
+    if (res < 0) {
+      res_uv_error(c, (int)res);
+    } else if ((int64_t)fs->statbuf.st_size + c->arg[1] < 0) {
+      mb_port_res_error(c, "einval");
+    } else {
+      fp->pos = (int64_t)fs->statbuf.st_size + c->arg[1];
+      res_values(c, fp->base.rt);
+      mb_enc_tuple(&c->res, 1);
+      mb_enc_int(&c->res, fp->pos);
+    }
     break;
   default:
+    mb_port_res_error(c, "einval");
     break;
   }
-  free_req(r);
+  uv_fs_req_cleanup(fs);
+  fp_done(fp);
+}
+
+/* Starts c; MB_PORT_DONE when it is answered already (in c->res). */
+static int fp_start(fport_t *fp, mb_port_cmd_t *c) {
+  uv_loop_t *loop = fp->loop;
+  int e = 0;
+  switch (c->op) {
+  case MB_FILE_READ: {
+    size_t n = (size_t)c->arg[0];
+    if (n == 0) {
+      res_values(c, fp->base.rt);
+      mb_enc_tuple(&c->res, 1);
+      mb_enc_binary(&c->res, "", 0);
+      return MB_PORT_DONE;
+    }
+    if (!(c->tdata = malloc(n))) {
+      mb_port_res_error(c, "enomem");
+      return MB_PORT_DONE;
+    }
+    uv_buf_t b = uv_buf_init(c->tdata, (unsigned)n);
+    e = uv_fs_read(loop, &fp->fs, fp->fd, &b, 1, fp->seekable ? fp->pos : -1, on_fp);
+    break;
+  }
+  case MB_FILE_WRITE: {
+    if (c->len == 0) {
+      mb_port_res_ok(c);
+      return MB_PORT_DONE;
+    }
+    if (mb_port_cmd_own(c)) {
+      mb_port_res_error(c, "enomem");
+      return MB_PORT_DONE;
+    }
+    c->arg[1] = 0;
+    size_t first = c->len > 1u << 30 ? 1u << 30 : c->len;
+    uv_buf_t b = uv_buf_init((char *)c->data, (unsigned)first);
+    e = uv_fs_write(loop, &fp->fs, fp->fd, &b, 1, fp->seekable && !fp->append ? fp->pos : -1, on_fp);
+    break;
+  }
+  case MB_FILE_SEEK: {
+    int whence = (int)c->arg[0];
+    if (!fp->seekable) {
+      mb_port_res_error(c, "espipe");
+      return MB_PORT_DONE;
+    }
+    if (whence == 2) {
+      e = uv_fs_fstat(loop, &fp->fs, fp->fd, on_fp);
+      break;
+    }
+    int64_t base = whence == 0 ? 0 : fp->pos;
+    if (base + c->arg[1] < 0) {
+      mb_port_res_error(c, "einval");
+      return MB_PORT_DONE;
+    }
+    fp->pos = base + c->arg[1];
+    res_values(c, fp->base.rt);
+    mb_enc_tuple(&c->res, 1);
+    mb_enc_int(&c->res, fp->pos);
+    return MB_PORT_DONE;
+  }
+  default:
+    mb_port_res_error(c, "einval");
+    return MB_PORT_DONE;
+  }
+  if (e) {
+    free(c->tdata);
+    c->tdata = NULL;
+    res_uv_error(c, e);
+    return MB_PORT_DONE;
+  }
+  fp->cur = c;
+  return MB_PORT_PENDING;
+}
+
+/* Starts queued commands until one is in flight. */
+static void fp_start_next(fport_t *fp) {
+  while (!fp->cur && fp->qhead) {
+    mb_port_cmd_t *c = fp->qhead;
+    fp->qhead = c->next;
+    if (!fp->qhead) fp->qtail = &fp->qhead;
+    c->next = NULL;
+    if (fp_start(fp, c) == MB_PORT_DONE) mb_port_reply(c);
+  }
+}
+
+static int fp_command(mb_port_t *p, mb_port_cmd_t *c) {
+  fport_t *fp = (fport_t *)p;
+  if (fp->closing) {
+    mb_port_res_error(c, "closed");
+    return MB_PORT_DONE;
+  }
+  if (fp->cur || fp->qhead) { /* behind the one in flight, in order */
+    if (mb_port_cmd_own(c)) {
+      mb_port_res_error(c, "enomem");
+      return MB_PORT_DONE;
+    }
+    c->next = NULL;
+    *fp->qtail = c;
+    fp->qtail = &c->next;
+    return MB_PORT_PENDING;
+  }
+  return fp_start(fp, c);
+}
+
+static void on_fp_closed(uv_fs_t *fs) {
+  fport_t *fp = fs->data;
+  uv_fs_req_cleanup(fs);
+  mb_port_closed(&fp->base);
+}
+
+static void fp_do_close(fport_t *fp) {
+  uv_file fd = fp->fd;
+  fp->fd = -1;
+  if (fd < 0 || uv_fs_close(fp->loop, &fp->fs, fd, on_fp_closed))
+    mb_port_closed(&fp->base);
+}
+
+static void fp_close(mb_port_t *p) {
+  fport_t *fp = (fport_t *)p;
+  fp->closing = 1;
+  while (fp->qhead) {
+    mb_port_cmd_t *c = fp->qhead;
+    fp->qhead = c->next;
+    c->next = NULL;
+    mb_port_res_error(c, "closed");
+    mb_port_reply(c);
+  }
+  fp->qtail = &fp->qhead;
+  if (!fp->cur) fp_do_close(fp); /* else once the running one is answered */
+}
+
+static void fp_free(mb_port_t *p) { free(p); }
+
+const mb_port_type_t mb_file_type = {"file", fp_command, fp_close, fp_free};
+
+/* ---- opening ---- */
+
+static void open_reply_error(fport_t *fp, int uverr) {
+  req_t r; /* the reply helpers only read rt, to and ref */
+  memset(&r, 0, sizeof r);
+  r.rt = fp->base.rt;
+  r.to = fp->opener;
+  r.ref = fp->open_ref;
+  reply_error(&r, uverr);
+}
+
+static void on_open(uv_fs_t *fs) {
+  fport_t *fp = fs->data;
+  ssize_t res = fs->result;
+  uv_fs_req_cleanup(fs);
+  if (fs->fs_type == UV_FS_OPEN) {
+    if (res < 0) {
+      open_reply_error(fp, (int)res);
+      free(fp);
+      return;
+    }
+    fp->fd = (uv_file)res;
+    if (uv_fs_fstat(fs->loop, fs, fp->fd, on_open) == 0) return;
+    /* no fstat: treat as a pipe (no positions) */
+  } else {
+    fp->seekable = res == 0 && (S_ISREG(fs->statbuf.st_mode) || S_ISBLK(fs->statbuf.st_mode));
+    uv_fs_req_cleanup(fs);
+  }
+  fp->qtail = &fp->qhead;
+  if (mb_port_open(&fp->base)) return; /* the opener died: the port closed itself */
+  /* {Ref, Port} */
+  mb_enc_t e;
+  mb_enc_init(&e, mb_runtime_nodes(fp->base.rt), 0);
+  mb_enc_tuple(&e, 2);
+  mb_enc_ref(&e, fp->open_ref);
+  mb_enc_port(&e, fp->base.id);
+  size_t len;
+  uint8_t *b = mb_enc_finish(&e, &len);
+  if (b) mb_send_reply(fp->base.rt, 0, fp->opener, fp->open_ref, b, len);
+  free(b);
 }
 
 /* Lua's io.open modes to open(2) flags; -1 if malformed. */
@@ -477,97 +626,30 @@ static int mode_flags(const char *mode, int *append) {
   return flags | O_CLOEXEC;
 }
 
-int mb_file_open(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, mb_file_t *f, const char *path,
-                 const char *mode) {
+int mb_file_open(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, const char *path, const char *mode) {
   int append, flags = mode_flags(mode, &append);
   if (flags < 0) return MB_EINVAL;
-  uv_loop_t *loop;
-  int err;
-  req_t *r = stream_req(rt, to, ref, OP_OPEN, f, &loop, &err);
-  if (!r) return err;
-  f->append = append;
-  f->pos = 0;
-  f->opening = 1;
-  int e = uv_fs_open(loop, &r->fs, path, flags, 0666, on_stream);
-  if (e) f->opening = 0;
-  return e ? failed(r, e) : 0;
-}
-
-int mb_file_read(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, mb_file_t *f, size_t n) {
-  if (n == 0 || n > (1u << 30)) return MB_EINVAL;
-  uv_loop_t *loop;
-  int err;
-  req_t *r = stream_req(rt, to, ref, OP_READ, f, &loop, &err);
-  if (!r) return err;
-  if (!(r->buf = malloc(n))) {
-    r->fs.data = NULL;
-    free_req(r);
-    return MB_ENOMEM;
+  uv_loop_t *loop = mb_port_loop(rt);
+  if (!loop) return MB_EINVAL;
+  fport_t *fp = calloc(1, sizeof *fp);
+  if (!fp) return MB_ENOMEM;
+  int r = mb_port_init(&fp->base, &mb_file_type, rt, to);
+  if (r) {
+    free(fp);
+    return r;
   }
-  r->cap = n;
-  uv_buf_t b = uv_buf_init((char *)r->buf, (unsigned)n);
-  int e = uv_fs_read(loop, &r->fs, f->fd, &b, 1, f->seekable ? f->pos : -1, on_stream);
-  return e ? failed(r, e) : 0;
-}
-
-int mb_file_write(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, mb_file_t *f, const void *data,
-                  size_t len) {
-  uv_loop_t *loop;
-  int err;
-  req_t *r = stream_req(rt, to, ref, OP_WRITE, f, &loop, &err);
-  if (!r) return err;
-  if (len == 0) { /* nothing to write: answer at once, in order */
-    reply_true(r);
-    free_req(r);
-    return 0;
+  fp->fd = -1;
+  fp->append = append;
+  fp->opener = to;
+  fp->open_ref = ref;
+  fp->qtail = &fp->qhead;
+  fp->loop = loop;
+  fp->fs.data = fp;
+  int e = uv_fs_open(loop, &fp->fs, path, flags, 0666, on_open);
+  if (e) {
+    uv_fs_req_cleanup(&fp->fs);
+    free(fp);
+    return e == UV_ENOMEM ? MB_ENOMEM : MB_EINVAL;
   }
-  if (!(r->buf = malloc(len))) {
-    r->fs.data = NULL;
-    free_req(r);
-    return MB_ENOMEM;
-  }
-  memcpy(r->buf, data, len);
-  r->len = len;
-  size_t first = len > 1u << 30 ? 1u << 30 : len;
-  uv_buf_t b = uv_buf_init((char *)r->buf, (unsigned)first);
-  int e = uv_fs_write(loop, &r->fs, f->fd, &b, 1, f->seekable && !f->append ? f->pos : -1, on_stream);
-  return e ? failed(r, e) : 0;
-}
-
-int mb_file_seek(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, mb_file_t *f, int whence,
-                 int64_t offset) {
-  if (whence < 0 || whence > 2) return MB_EINVAL;
-  uv_loop_t *loop;
-  int err;
-  req_t *r = stream_req(rt, to, ref, OP_SEEK_END, f, &loop, &err);
-  if (!r) return err;
-  if (!f->seekable) {
-    reply_reason(r, "espipe");
-  } else if (whence == 2) {
-    r->offset = offset;
-    int e = uv_fs_fstat(loop, &r->fs, f->fd, on_stream);
-    return e ? failed(r, e) : 0;
-  } else {
-    int64_t base = whence == 0 ? 0 : f->pos;
-    if (base + offset < 0) {
-      reply_reason(r, "einval");
-    } else {
-      f->pos = base + offset;
-      reply_int(r, f->pos);
-    }
-  }
-  r->fs.data = NULL;
-  free_req(r);
   return 0;
-}
-
-int mb_file_close(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, mb_file_t *f) {
-  uv_loop_t *loop;
-  int err;
-  req_t *r = stream_req(rt, to, ref, OP_CLOSE, f, &loop, &err);
-  if (!r) return err;
-  uv_file fd = f->fd;
-  f->fd = -1; /* closed for every later request from now */
-  int e = uv_fs_close(loop, &r->fs, fd, on_stream);
-  return e ? failed(r, e) : 0;
 }

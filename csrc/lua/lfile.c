@@ -1,14 +1,13 @@
 /* lfile.c: moonbeam.file's C side: every operation is a request to file.c on
  * the caller's scheduler loop, answered by a reply the caller waits for
  * (mbl_await), so the caller yields and its scheduler runs the others while the
- * disk works. Failures return nil, reason; misuse raises. A stream is a
- * "moonbeam.file" userdata holding one reference to its mb_file_t. */
+ * disk works. Failures return nil, reason; misuse raises. An open file is a
+ * port (file.c's mb_file_type), driven by lport.c's command runner. */
 #include <string.h>
 #include "io/file.h"
+#include "lport.h"
 #include "lsysio.h"
 #include "lterm.h"
-
-#define FILE_MT "moonbeam.file"
 
 static const char *path_arg(lua_State *L, int idx) {
   size_t len;
@@ -98,128 +97,70 @@ static int l_rmdir(lua_State *L) {
   return finish(L, &c, mb_file_rmdir(c.rt, c.self, c.ref, path), "einval");
 }
 
-/* ---- streams ---- */
+/* ---- streams: file ports ---- */
 
-static mb_file_t *check_file(lua_State *L, int idx) {
-  mb_file_t **u = luaL_checkudata(L, idx, FILE_MT);
-  return *u;
-}
+static const mb_port_type_t *const file_types[] = {&mb_file_type, NULL};
 
-/* file_new() -> a closed stream object */
-static int l_new(lua_State *L) {
-  mb_file_t **u = lua_newuserdatauv(L, sizeof *u, 0);
-  *u = NULL;
-  luaL_setmetatable(L, FILE_MT);
-  if (!(*u = mb_file_new())) return luaL_error(L, "out of memory");
-  return 1;
-}
-
-/* file_open(stream, path, mode) -> true | nil, reason */
+/* file_open(path, mode) -> port | nil, reason */
 static int l_open(lua_State *L) {
-  mb_file_t *f = check_file(L, 1);
-  const char *path = path_arg(L, 2);
-  const char *mode = luaL_optstring(L, 3, "r");
-  if (mb_file_is_open(f)) return luaL_argerror(L, 1, "already open");
+  const char *path = path_arg(L, 1);
+  const char *mode = luaL_optstring(L, 2, "r");
   call_t c = begin(L);
-  int r = mb_file_open(c.rt, c.self, c.ref, f, path, mode);
+  int r = mb_file_open(c.rt, c.self, c.ref, path, mode);
   if (r == MB_EINVAL) {
     mb_mailbox_rewind(c.lp->self);
-    return luaL_argerror(L, 3, "bad mode (r, w, a, r+, w+, a+, with b ignored and x after w)");
+    return luaL_argerror(L, 2, "bad mode (r, w, a, r+, w+, a+, with b ignored and x after w)");
   }
   return finish(L, &c, r, "einval");
 }
 
-/* The open stream at 1, or NULL after pushing nil, "closed". */
-static mb_file_t *open_file(lua_State *L) {
-  mb_file_t *f = check_file(L, 1);
-  if (mb_file_is_open(f)) return f;
+static int closed(lua_State *L) {
   lua_pushnil(L);
   lua_pushliteral(L, "closed");
-  return NULL;
+  return 2;
 }
 
-static int m_read(lua_State *L) {
-  mb_file_t *f = open_file(L);
+static int l_sread(lua_State *L) {
+  mb_port_t *p = mbl_port_check(L, 1, file_types);
   lua_Integer n = luaL_checkinteger(L, 2);
   luaL_argcheck(L, n >= 0 && n <= (1 << 30), 2, "size must be 0..2^30");
-  if (!f) return 2;
-  if (n == 0) {
-    lua_pushliteral(L, "");
-    return 1;
-  }
-  call_t c = begin(L);
-  return finish(L, &c, mb_file_read(c.rt, c.self, c.ref, f, (size_t)n), "closed");
+  if (!p) return closed(L);
+  mb_port_cmd_t *c = mbl_port_cmd(L, MB_FILE_READ);
+  c->arg[0] = n;
+  return mbl_port_run(L, p, c);
 }
 
-static int m_write(lua_State *L) {
-  mb_file_t *f = open_file(L);
+static int l_swrite(lua_State *L) {
+  mb_port_t *p = mbl_port_check(L, 1, file_types);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
-  if (!f) return 2;
-  call_t c = begin(L);
-  return finish(L, &c, mb_file_write(c.rt, c.self, c.ref, f, data, len), "closed");
+  if (!p) return closed(L);
+  mb_port_cmd_t *c = mbl_port_cmd(L, MB_FILE_WRITE);
+  c->data = (const uint8_t *)data;
+  c->len = len;
+  return mbl_port_run(L, p, c);
 }
 
-static int m_seek(lua_State *L) {
+static int l_sseek(lua_State *L) {
   static const char *const whences[] = {"set", "cur", "end", NULL};
-  mb_file_t *f = open_file(L);
+  mb_port_t *p = mbl_port_check(L, 1, file_types);
   int whence = luaL_checkoption(L, 2, "cur", whences);
   lua_Integer off = luaL_optinteger(L, 3, 0);
-  if (!f) return 2;
-  call_t c = begin(L);
-  return finish(L, &c, mb_file_seek(c.rt, c.self, c.ref, f, whence, off), "closed");
-}
-
-static int m_close(lua_State *L) {
-  mb_file_t *f = open_file(L);
-  if (!f) return 2;
-  call_t c = begin(L);
-  return finish(L, &c, mb_file_close(c.rt, c.self, c.ref, f), "closed");
-}
-
-static int m_gc(lua_State *L) {
-  mb_file_t **u = luaL_checkudata(L, 1, FILE_MT);
-  mb_file_release(*u);
-  *u = NULL;
-  return 0;
-}
-
-static int m_toclose(lua_State *L) {
-  mb_file_t **u = luaL_checkudata(L, 1, FILE_MT);
-  if (*u) mb_file_close_now(*u);
-  return 0;
-}
-
-static int m_tostring(lua_State *L) {
-  mb_file_t **u = luaL_checkudata(L, 1, FILE_MT);
-  lua_pushfstring(L, "file (%s, %p)", *u && mb_file_is_open(*u) ? "open" : "closed", (void *)*u);
-  return 1;
+  if (!p) return closed(L);
+  mb_port_cmd_t *c = mbl_port_cmd(L, MB_FILE_SEEK);
+  c->arg[0] = whence;
+  c->arg[1] = off;
+  return mbl_port_run(L, p, c);
 }
 
 static const luaL_Reg funcs[] = {
   {"file_read", l_read}, {"file_write", l_write}, {"file_stat", l_stat}, {"file_list", l_list},
   {"file_rename", l_rename}, {"file_remove", l_remove}, {"file_mkdir", l_mkdir},
-  {"file_rmdir", l_rmdir}, {"file_new", l_new}, {"file_open", l_open}, {NULL, NULL}
-};
-
-static const luaL_Reg methods[] = {
-  {"read", m_read}, {"write", m_write}, {"seek", m_seek}, {"close", m_close}, {NULL, NULL}
+  {"file_rmdir", l_rmdir}, {"file_open", l_open}, {"file_sread", l_sread},
+  {"file_swrite", l_swrite}, {"file_sseek", l_sseek}, {NULL, NULL}
 };
 
 void mbl_open_file(lua_State *L) {
   mbl_push_box(L);
   luaL_setfuncs(L, funcs, 1);
-  if (luaL_newmetatable(L, FILE_MT)) {
-    lua_createtable(L, 0, 4);
-    mbl_push_box(L);
-    luaL_setfuncs(L, methods, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, m_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, m_toclose);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, m_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
 }

@@ -1,5 +1,7 @@
 --- moonbeam.file: files and directories through libuv (uv_fs) on the caller's
---- scheduler loop. Each call waits for the disk as a receive waits for a
+--- scheduler loop, with Erlang's file module's names: read_file/write_file for
+--- whole files, open/read/write/seek/close for streams (an open file is a port
+--- owned by its opener). Each call waits for the disk as a receive waits for a
 --- message: the calling process yields, and its scheduler runs the others.
 --- Failures return `nil, reason` with the errno name in lower case ("enoent",
 --- "eacces", "eexist", "enotdir", "emfile"); misuse raises. Only processes may
@@ -12,7 +14,7 @@ local M = {}
 ---@param path string
 ---@return string|nil data
 ---@return string? reason
-function M.read(path) return core.file_read(path) end
+function M.read_file(path) return core.file_read(path) end
 
 --- Replaces the file's content with `data` (creating it, mode 0666 less the
 --- umask); `{append = true}` adds to its end instead.
@@ -21,7 +23,7 @@ function M.read(path) return core.file_read(path) end
 ---@param opts? {append?: boolean}
 ---@return true|nil ok
 ---@return string? reason
-function M.write(path, data, opts)
+function M.write_file(path, data, opts)
   return core.file_write(path, data, opts ~= nil and opts.append)
 end
 
@@ -71,18 +73,36 @@ function M.rmdir(path) return core.file_rmdir(path) end
 
 --- Opens a stream with io.open's modes ("r" by default, "w", "a", "r+", "w+",
 --- "a+"; "b" is ignored; "wx" fails with "eexist" if the file exists). The
---- stream has methods read(n), write(data), seek(whence, offset), close();
---- it closes when collected, or when a `<close>` variable holding it goes out
---- of scope.
+--- stream is a port owned by the caller: it closes when the caller exits (or
+--- hands it over with moonbeam.port.controlling_process and the new owner exits).
 ---@param path string
 ---@param mode? string
 ---@return userdata|nil stream
 ---@return string? reason
-function M.open(path, mode)
-  local f = core.file_new()
-  local ok, err = core.file_open(f, path, mode)
-  if not ok then return nil, err end
-  return f
-end
+function M.open(path, mode) return core.file_open(path, mode) end
+
+--- Reads up to `n` bytes at the stream's position: nil, "eof" at the end ("" for n = 0).
+---@return string|nil data
+---@return string? reason
+function M.read(stream, n) return core.file_sread(stream, n) end
+
+--- Writes all of `data` at the position (at the end in append modes).
+---@return true|nil ok
+---@return string? reason
+function M.write(stream, data) return core.file_swrite(stream, data) end
+
+--- Moves the position: whence "set", "cur" (default) or "end", plus offset
+--- (default 0); returns the new position. nil, "einval" before the start,
+--- nil, "espipe" on a pipe or device.
+---@param whence? "set"|"cur"|"end"
+---@param offset? integer
+---@return integer|nil position
+---@return string? reason
+function M.seek(stream, whence, offset) return core.file_sseek(stream, whence, offset) end
+
+--- Closes the stream (after a command in flight); nil, "closed" if it was.
+---@return true|nil ok
+---@return string? reason
+function M.close(stream) return core.port_close(stream) end
 
 return M
