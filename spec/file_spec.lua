@@ -1,6 +1,6 @@
 -- moonbeam.file: files through uv_fs on the scheduler's loop. Globals used in
 -- processes are captured as locals (busted's environment does not travel).
-local error, type, string, tostring = error, type, string, tostring
+local type, string, tostring = type, string, tostring
 local mb = require "moonbeam"
 local file = require "moonbeam.file"
 local port = require "moonbeam.port"

@@ -1,10 +1,11 @@
 /* file.c: whole-file, directory and stream operations over uv_fs (file.h).
  *
- * A request (req_t) lives from its submission to its reply: its uv_fs_t runs
- * one step at a time on the scheduler's loop (open, fstat, read..., close for a
- * whole-file read), each step's callback starting the next. A failure after
- * the open still closes the descriptor before replying. Callbacks run on the
- * loop's thread, or on the thread that drains the loop when the runtime is
+ * A request (req_t) lives from its submission to its reply. A one-step
+ * operation (stat, rename...) is one asynchronous uv_fs call on the
+ * scheduler's loop; a whole-file read or write is one job on libuv's thread
+ * pool running the synchronous uv_fs calls in turn (a failure after the open
+ * still closes the descriptor). Streams are ports (below). Callbacks run on
+ * the loop's thread, or on the thread that drains the loop when the runtime is
  * freed; they touch no Lua state. */
 #include <ctype.h>
 #include <fcntl.h>
@@ -21,11 +22,12 @@ typedef enum { OP_READ_ALL, OP_WRITE_ALL, OP_STAT, OP_LIST, OP_RENAME, OP_REMOVE
 
 typedef struct req {
   uv_fs_t fs;
+  uv_work_t work;    /* whole-file ops */
+  char *path;
   op_t op;
   mb_runtime_t *rt;
   mb_pid_t to;
   mb_ref_t ref;
-  uv_file fd;        /* whole-file ops: the descriptor they opened */
   int err;           /* the first failure (uv code), replied after the close */
   uint8_t *buf;
   size_t len, cap;   /* bytes in buf, bytes allocated */
@@ -132,7 +134,6 @@ static req_t *new_req(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, op_t op) {
   r->rt = rt;
   r->to = to;
   r->ref = ref;
-  r->fd = -1;
   r->fs.data = r;
   return r;
 }
@@ -150,28 +151,12 @@ static int failed(req_t *r, int uverr) {
   return uverr == UV_ENOMEM ? MB_ENOMEM : MB_EINVAL;
 }
 
-/* ---- whole-file operations ---- */
-
-static void on_step(uv_fs_t *fs);
-
-static void finish_whole(req_t *r) {
-  if (r->err) reply_error(r, r->err);
-  else if (r->op == OP_READ_ALL) reply_data(r);
-  else reply_true(r);
-  free_req(r);
-}
-
-/* Closes the descriptor (if open), then replies. */
-static void close_then_reply(req_t *r, uv_loop_t *loop) {
-  uv_fs_req_cleanup(&r->fs);
-  if (r->fd < 0) {
-    finish_whole(r);
-    return;
-  }
-  uv_file fd = r->fd;
-  r->fd = -1;
-  if (uv_fs_close(loop, &r->fs, fd, on_step)) finish_whole(r);
-}
+/* ---- whole-file operations ----
+ *
+ * One job on libuv's thread pool each (uv_queue_work): the open, fstat,
+ * reads or writes and close run there one after the other as synchronous
+ * uv_fs calls, and the loop thread only sends the reply: one round trip
+ * through the pool instead of one a step. */
 
 static int grow(req_t *r, size_t want) {
   if (want <= r->cap) return 0;
@@ -182,106 +167,90 @@ static int grow(req_t *r, size_t want) {
   return 0;
 }
 
-static void next_io(req_t *r, uv_loop_t *loop) {
-  uv_fs_req_cleanup(&r->fs);
-  int e;
+static void whole_work(uv_work_t *w) {
+  req_t *r = w->data;
+  uv_fs_t fs;
+  int flags = r->op == OP_READ_ALL ? O_RDONLY | O_CLOEXEC
+            : O_WRONLY | O_CREAT | O_CLOEXEC | (r->done ? O_APPEND : O_TRUNC);
+  r->done = 0;
+  int fd = uv_fs_open(NULL, &fs, r->path, flags, 0666, NULL);
+  uv_fs_req_cleanup(&fs);
+  if (fd < 0) {
+    r->err = fd;
+    return;
+  }
+  int e = 0;
   if (r->op == OP_READ_ALL) {
-    if (r->len == r->cap && (e = grow(r, r->cap ? 2 * r->cap : 65536))) goto fail;
-    uv_buf_t b = uv_buf_init((char *)r->buf + r->len, (unsigned)(r->cap - r->len > 1u << 30 ? 1u << 30 : r->cap - r->len));
-    if ((e = uv_fs_read(loop, &r->fs, r->fd, &b, 1, -1, on_step))) goto fail;
+    if (uv_fs_fstat(NULL, &fs, fd, NULL) == 0 && fs.statbuf.st_size > 0)
+      e = grow(r, (size_t)fs.statbuf.st_size + 1); /* + 1: the read that sees the end */
+    uv_fs_req_cleanup(&fs);
+    while (!e) {
+      if (r->len == r->cap && (e = grow(r, r->cap ? 2 * r->cap : 65536))) break;
+      size_t room = r->cap - r->len;
+      uv_buf_t b = uv_buf_init((char *)r->buf + r->len, (unsigned)(room > 1u << 30 ? 1u << 30 : room));
+      ssize_t n = uv_fs_read(NULL, &fs, fd, &b, 1, -1, NULL);
+      uv_fs_req_cleanup(&fs);
+      if (n < 0) e = (int)n;
+      else if (n == 0) break;
+      else r->len += (size_t)n;
+    }
   } else {
-    if (r->done == r->len) {
-      close_then_reply(r, loop);
-      return;
+    while (!e && r->done < r->len) {
+      size_t left = r->len - r->done;
+      uv_buf_t b = uv_buf_init((char *)r->buf + r->done, (unsigned)(left > 1u << 30 ? 1u << 30 : left));
+      ssize_t n = uv_fs_write(NULL, &fs, fd, &b, 1, -1, NULL);
+      uv_fs_req_cleanup(&fs);
+      if (n < 0) e = (int)n;
+      else r->done += (size_t)n;
     }
-    size_t left = r->len - r->done;
-    uv_buf_t b = uv_buf_init((char *)r->buf + r->done, (unsigned)(left > 1u << 30 ? 1u << 30 : left));
-    if ((e = uv_fs_write(loop, &r->fs, r->fd, &b, 1, -1, on_step))) goto fail;
   }
-  return;
-fail:
-  r->err = e;
-  close_then_reply(r, loop);
+  int c = uv_fs_close(NULL, &fs, fd, NULL);
+  uv_fs_req_cleanup(&fs);
+  r->err = e ? e : c < 0 ? c : 0;
 }
 
-static void on_step(uv_fs_t *fs) {
-  req_t *r = fs->data;
-  uv_loop_t *loop = fs->loop;
-  ssize_t res = fs->result;
-  switch (fs->fs_type) {
-  case UV_FS_OPEN:
-    if (res < 0) {
-      r->err = (int)res;
-      break;
-    }
-    r->fd = (uv_file)res;
-    if (r->op == OP_READ_ALL) {
-      uv_fs_req_cleanup(fs);
-      if (uv_fs_fstat(loop, fs, r->fd, on_step)) next_io(r, loop);
-    } else {
-      next_io(r, loop);
-    }
-    return;
-  case UV_FS_FSTAT:
-    if (res == 0 && fs->statbuf.st_size > 0) {
-      int e = grow(r, (size_t)fs->statbuf.st_size + 1); /* + 1: the read that sees the end */
-      if (e) {
-        r->err = e;
-        break;
-      }
-    }
-    next_io(r, loop);
-    return;
-  case UV_FS_READ:
-    if (res < 0) r->err = (int)res;
-    else if (res > 0) {
-      r->len += (size_t)res;
-      next_io(r, loop);
-      return;
-    }
-    break; /* the end */
-  case UV_FS_WRITE:
-    if (res < 0) r->err = (int)res;
-    else {
-      r->done += (size_t)res;
-      next_io(r, loop);
-      return;
-    }
-    break;
-  case UV_FS_CLOSE:
-    if (res < 0 && !r->err) r->err = (int)res;
-    finish_whole(r);
-    return;
-  default:
-    break;
-  }
-  close_then_reply(r, loop);
+static void whole_done(uv_work_t *w, int status) {
+  req_t *r = w->data;
+  if (status < 0) r->err = status;
+  if (r->err) reply_error(r, r->err);
+  else if (r->op == OP_READ_ALL) reply_data(r);
+  else reply_true(r);
+  free(r->path);
+  free(r);
 }
 
-int mb_file_read_all(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, const char *path) {
+static int whole(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, op_t op, const char *path,
+                 const void *data, size_t len, int append) {
   uv_loop_t *loop = loop_of(rt);
   if (!loop) return MB_EINVAL;
-  req_t *r = new_req(rt, to, ref, OP_READ_ALL);
+  req_t *r = new_req(rt, to, ref, op);
   if (!r) return MB_ENOMEM;
-  int e = uv_fs_open(loop, &r->fs, path, O_RDONLY | O_CLOEXEC, 0, on_step);
-  return e ? failed(r, e) : 0;
-}
-
-int mb_file_write_all(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, const char *path,
-                      const void *data, size_t len, int append) {
-  uv_loop_t *loop = loop_of(rt);
-  if (!loop) return MB_EINVAL;
-  req_t *r = new_req(rt, to, ref, OP_WRITE_ALL);
-  if (!r) return MB_ENOMEM;
-  if (len && (!(r->buf = malloc(len)))) {
+  r->path = strdup(path);
+  if (!r->path || (len && !(r->buf = malloc(len)))) {
+    free(r->path);
     free(r);
     return MB_ENOMEM;
   }
   if (len) memcpy(r->buf, data, len);
   r->len = len;
-  int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
-  int e = uv_fs_open(loop, &r->fs, path, flags, 0666, on_step);
-  return e ? failed(r, e) : 0;
+  r->done = (size_t)append; /* the work reads it as the append flag, then counts bytes in it */
+  r->work.data = r;
+  if (uv_queue_work(loop, &r->work, whole_work, whole_done)) {
+    free(r->buf);
+    free(r->path);
+    free(r);
+    return MB_EINVAL;
+  }
+  return 0;
+}
+
+int mb_file_read_all(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, const char *path) {
+  return whole(rt, to, ref, OP_READ_ALL, path, NULL, 0, 0);
+}
+
+int mb_file_write_all(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, const char *path,
+                      const void *data, size_t len, int append) {
+  return whole(rt, to, ref, OP_WRITE_ALL, path, data, len, append);
 }
 
 /* ---- one-step operations ---- */
