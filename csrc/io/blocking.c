@@ -23,6 +23,8 @@ struct mb_pool {
   int size;                  /* most workers */
   int workers;               /* started and not done */
   int idle;                  /* waiting on `work` */
+  int queued;                /* jobs in the queue */
+  int starting;              /* workers started, not yet looking for jobs */
   int quit;
   worker_t slot[MB_POOL_MAX];
 };
@@ -38,6 +40,7 @@ static void *worker_main(void *arg) {
   free(arg);
   void *data = p->hooks.thread_init ? p->hooks.thread_init(p->hooks.ud) : NULL;
   pthread_mutex_lock(&p->lock);
+  p->starting--;
   for (;;) {
     while (!p->head && !p->quit && p->workers <= p->size) {
       p->idle++;
@@ -48,6 +51,7 @@ static void *worker_main(void *arg) {
     mb_pool_job_t *job = p->head;
     p->head = job->next;
     if (!p->head) p->tail = &p->head;
+    p->queued--;
     pthread_mutex_unlock(&p->lock);
     job->next = NULL;
     job->run(data, job);
@@ -72,9 +76,12 @@ static void reap(mb_pool_t *p) {
   }
 }
 
-/* Starts a worker if none is idle and the size allows. Lock held. */
+/* Starts a worker if more jobs wait than workers are free to take them (idle,
+ * or started and not yet looking: an idle worker signalled but not yet awake
+ * still counts as idle, so the count of jobs is what tells) and the size
+ * allows. Lock held. */
 static int maybe_start(mb_pool_t *p) {
-  if (p->idle > 0 || p->workers >= p->size) return 0;
+  if (p->queued <= p->idle + p->starting || p->workers >= p->size) return 0;
   int i = 0;
   while (i < MB_POOL_MAX && p->slot[i].used) i++;
   if (i == MB_POOL_MAX) return MB_ELIMIT; /* ended workers not reaped yet: rare */
@@ -89,6 +96,7 @@ static int maybe_start(mb_pool_t *p) {
   p->slot[i].used = 1;
   p->slot[i].done = 0;
   p->workers++;
+  p->starting++;
   return 0;
 }
 
@@ -119,14 +127,20 @@ int mb_pool_submit(mb_pool_t *p, mb_pool_job_t *job) {
     return MB_ESTOPPED;
   }
   reap(p);
-  int r = maybe_start(p);
-  if (r && p->workers == 0) {
-    pthread_mutex_unlock(&p->lock);
-    return r;
-  }
   job->next = NULL;
   *p->tail = job;
   p->tail = &job->next;
+  p->queued++;
+  int r = maybe_start(p);
+  if (r && p->workers == 0) { /* no worker will ever take it: take it back */
+    mb_pool_job_t **s = &p->head;
+    while (*s != job) s = &(*s)->next;
+    *s = NULL;
+    p->tail = s;
+    p->queued--;
+    pthread_mutex_unlock(&p->lock);
+    return r;
+  }
   pthread_cond_signal(&p->work);
   pthread_mutex_unlock(&p->lock);
   return 0;
@@ -143,7 +157,7 @@ int mb_pool_resize(mb_pool_t *p, int size) {
   p->size = size;
   reap(p);
   /* queued jobs may now start more workers */
-  for (mb_pool_job_t *j = p->head; j && p->workers < p->size && p->idle == 0; j = j->next)
+  while (p->queued > p->idle + p->starting && p->workers < p->size)
     if (maybe_start(p)) break;
   pthread_cond_broadcast(&p->work);
   pthread_mutex_unlock(&p->lock);
@@ -165,6 +179,7 @@ void mb_pool_free(mb_pool_t *p) {
   mb_pool_job_t *queued = p->head;
   p->head = NULL;
   p->tail = &p->head;
+  p->queued = 0;
   pthread_cond_broadcast(&p->work);
   pthread_mutex_unlock(&p->lock);
   while (queued) {

@@ -215,6 +215,7 @@ static void whole_done(uv_work_t *w, int status) {
   if (r->err) reply_error(r, r->err);
   else if (r->op == OP_READ_ALL) reply_data(r);
   else reply_true(r);
+  free(r->buf);
   free(r->path);
   free(r);
 }

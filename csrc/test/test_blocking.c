@@ -119,6 +119,27 @@ MB_TEST(at_most_size_jobs_at_once_and_a_resize_takes_effect) {
   MB_CHECK_EQ_INT(atomic_load(&k.inits), atomic_load(&k.finis));
 }
 
+MB_TEST(jobs_submitted_at_once_get_a_worker_each_even_with_one_idle) {
+  /* one idle worker, then three jobs at once: the idle worker is signalled but
+   * may not be awake when the next two come, which must start workers anyway */
+  for (int round = 0; round < 20; round++) {
+    counts_t k = {0};
+    mb_pool_hooks_t h = {t_init, t_fini, &k};
+    mb_pool_t *p;
+    MB_REQUIRE(mb_pool_new(&h, 3, &p) == 0);
+    mb_pool_submit(p, &job(&k, 0)->hdr);
+    MB_REQUIRE(wait_for(&k.ran, 1));
+    usleep(2000); /* it waits for work again */
+    for (int i = 0; i < 3; i++) mb_pool_submit(p, &job(&k, 1)->hdr);
+    MB_CHECK(wait_for(&k.running, 3));
+    atomic_store(&k.release, 1);
+    mb_pool_free(p);
+    MB_CHECK_EQ_INT(atomic_load(&k.ran), 4);
+    int workers = atomic_load(&k.inits);
+    MB_CHECK(workers == 3);
+  }
+}
+
 static void *release_later(void *arg) {
   usleep(50000);
   atomic_store((atomic_int *)arg, 1);
@@ -200,6 +221,7 @@ MB_TEST(bad_sizes_are_refused) {
 int main(void) {
   MB_RUN(jobs_run_once_each_on_workers_started_on_demand);
   MB_RUN(at_most_size_jobs_at_once_and_a_resize_takes_effect);
+  MB_RUN(jobs_submitted_at_once_get_a_worker_each_even_with_one_idle);
   MB_RUN(free_drops_queued_jobs_waits_for_running_ones_and_refuses_new_ones);
   MB_RUN(submits_from_many_threads);
   MB_RUN(bad_sizes_are_refused);
