@@ -152,6 +152,16 @@ describe("mb.blocking", function()
     end, {schedulers = 2})
   end)
 
+  it("takes the pool's size from the runtime option blocking_pool", function()
+    mb.run(function()
+      assert.are.equal(2, mb.blocking_pool())
+      assert.are.equal(7, mb.blocking(function() return 7 end))
+    end, {schedulers = 1, blocking_pool = 2})
+    assert.has_error(function() mb.run(function() end, {blocking_pool = 0}) end,
+      "opts.blocking_pool must be 1..256")
+    assert.has_error(function() mb.run(function() end, {blocking_pool = "many"}) end)
+  end)
+
   it("gives the workers' VMs the runtime's package.path and cpath", function()
     package.path = package.path .. ";" .. TMP .. "/?.lua"
     local f = assert(io.open(TMP .. "/blocking_helper_mod.lua", "w"))

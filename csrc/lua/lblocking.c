@@ -24,7 +24,22 @@ typedef struct job {
   size_t len;
 } job_t;
 
+int mbl_blocking_opt(lua_State *L, int idx) {
+  if (!lua_istable(L, idx)) return 0;
+  lua_getfield(L, idx, "blocking_pool");
+  int n = 0;
+  if (!lua_isnil(L, -1)) {
+    int isint;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    if (!isint || v < 1 || v > MB_POOL_MAX) luaL_error(L, "opts.blocking_pool must be 1..%d", MB_POOL_MAX);
+    n = (int)v;
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
 static int default_size(mbl_rt_t *brt) {
+  if (brt->pool_size > 0) return brt->pool_size;
   int n = mb_runtime_schedulers(brt->rt);
   return n < 4 ? 4 : n > MB_POOL_MAX ? MB_POOL_MAX : n;
 }

@@ -24,6 +24,7 @@ typedef struct mbl_rt {
   /* mb.run's main process: its results (registry ref in main_L) or its error */
   int main_done, main_ok, main_ref;
   struct mb_pool *pool;    /* mb.blocking's workers (lblocking.c), made on first use */
+  int pool_size;           /* opts.blocking_pool, 0: the default */
 } mbl_rt_t;
 
 struct mbl_vm {

@@ -22,6 +22,9 @@ int mbl_await(lua_State *L, mbl_proc_t *lp, mb_ref_t ref);
 /* lblocking.c: stops the runtime, ends brt's blocking pool (waiting for
  * running jobs) and frees it; called before the runtime is freed. */
 void mbl_blocking_shutdown(mbl_rt_t *brt);
+/* The runtime option blocking_pool in the opts table at idx (mb.run, mb.start):
+ * 1..256, or 0 when absent; raises on anything else. */
+int mbl_blocking_opt(lua_State *L, int idx);
 /* Registers blocking's functions (from mbl_open_sysio). */
 void mbl_open_blocking(lua_State *L);
 /* lfile.c, lsubprocess.c */

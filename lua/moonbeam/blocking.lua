@@ -43,8 +43,9 @@ function M.run(fn, ...)
   return finish(core.blocking(fn, ...))
 end
 
---- Sets the most worker threads the pool may have (1..256; default the number
---- of schedulers, at least 4) when `n` is given. Returns the size before the
+--- Sets the most worker threads the pool may have (1..256; default the runtime
+--- option blocking_pool, else the number of schedulers, at least 4) when `n`
+--- is given. Returns the size before the
 --- call and the number of workers started now (they start on demand).
 ---@param n? integer
 ---@return integer old_size

@@ -15,7 +15,7 @@ exit_mt.__tostring = function(e) return "exit: " .. mb.format(e.reason) end
 --- returns main's results once it ends, after stopping every other process.
 --- An error in main is raised again here with the process's traceback.
 ---@param main function
----@param opts? {schedulers?: integer}
+---@param opts? {schedulers?: integer, blocking_pool?: integer}
 ---@return any ...
 function mb.run(main, opts)
   return core.run(main, opts)
