@@ -318,6 +318,7 @@ typedef struct fport {
   mb_port_cmd_t *cur;        /* the command in flight */
   mb_port_cmd_t *qhead, **qtail;
   int closing;
+  int close_started;         /* the descriptor's close was issued */
   /* the open, before the port is listed: who asked */
   mb_pid_t opener;
   mb_ref_t open_ref;
@@ -510,12 +511,17 @@ static void on_fp_closed(uv_fs_t *fs) {
 }
 
 static void fp_do_close(fport_t *fp) {
+  if (fp->close_started) return;
+  fp->close_started = 1;
   uv_file fd = fp->fd;
   fp->fd = -1;
   if (fd < 0 || uv_fs_close(fp->loop, &fp->fs, fd, on_fp_closed))
     mb_port_closed(&fp->base);
 }
 
+/* May run twice (port.h: the loop ends while the port lingers): the second
+ * time finds nothing queued and the close already issued, or a command still in
+ * flight whose end issues it. */
 static void fp_close(mb_port_t *p) {
   fport_t *fp = (fport_t *)p;
   fp->closing = 1;
@@ -552,7 +558,7 @@ static void on_open(uv_fs_t *fs) {
   if (fs->fs_type == UV_FS_OPEN) {
     if (res < 0) {
       open_reply_error(fp, (int)res);
-      free(fp);
+      mb_port_closed(&fp->base); /* never opened: the only reference, fp goes */
       return;
     }
     fp->fd = (uv_file)res;
@@ -618,7 +624,7 @@ int mb_file_open(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, const char *path, 
   int e = uv_fs_open(loop, &fp->fs, path, flags, 0666, on_open);
   if (e) {
     uv_fs_req_cleanup(&fp->fs);
-    free(fp);
+    mb_port_closed(&fp->base);
     return e == UV_ENOMEM ? MB_ENOMEM : MB_EINVAL;
   }
   return 0;

@@ -42,9 +42,9 @@ typedef struct write_req {
 
 static void on_handle_closed(uv_handle_t *h) {
   subproc_t *sp = h->data;
-  if (--sp->handles > 0) return;
-  if (sp->closing) mb_port_closed(&sp->base);
-  else free(sp); /* the spawn failed: the port was never opened */
+  /* the last one drops the open reference (also when the spawn failed and the
+   * port was never opened: then it is the only one, and sp goes with it) */
+  if (--sp->handles == 0) mb_port_closed(&sp->base);
 }
 
 static void close_handle(uv_handle_t *h) {
@@ -209,6 +209,8 @@ static int sp_command(mb_port_t *p, mb_port_cmd_t *c) {
   }
 }
 
+/* May run twice (port.h: the loop ends while the port lingers): everything
+ * here is idempotent, and the program was killed the first time. */
 static void sp_close(mb_port_t *p) {
   subproc_t *sp = (subproc_t *)p;
   sp->closing = 1;
@@ -250,7 +252,7 @@ int mb_subproc_spawn(mb_runtime_t *rt, mb_pid_t owner, const mb_subproc_opts_t *
   if (!sp) return UV_ENOMEM;
   int r = mb_port_init(&sp->base, &mb_subproc_type, rt, owner);
   if (r) {
-    free(sp);
+    free(sp); /* not initialised: nothing knows it */
     return r == MB_EINVAL ? UV_EINVAL : UV_ENOMEM;
   }
   ignore_sigpipe();
@@ -299,7 +301,7 @@ int mb_subproc_spawn(mb_runtime_t *rt, mb_pid_t owner, const mb_subproc_opts_t *
   sp->handles++; /* the process handle is initialised even when the spawn fails */
   if (r) {
     for (int i = 0; i < npipes; i++) close_handle((uv_handle_t *)pipes[i]);
-    close_handle((uv_handle_t *)&sp->proc); /* frees sp once all are closed */
+    close_handle((uv_handle_t *)&sp->proc); /* the last close frees sp */
     return r;
   }
   sp->in_open = sp->out_open = 1;
