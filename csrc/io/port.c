@@ -22,7 +22,9 @@ struct mb_io_loop {
   mb_port_cmd_t *qhead, **qtail; /* under lock */
   int closed;                    /* under lock: no more posts */
   mb_port_t *ports;              /* loop thread: open ports */
+  void *scratch;                 /* loop thread: SCRATCH bytes, made on first use */
 };
+#define SCRATCH 65536
 
 typedef struct mb_io {
   pthread_mutex_t lock;
@@ -122,6 +124,13 @@ uv_loop_t *mb_port_loop(mb_runtime_t *rt) {
   return &s->loop;
 }
 
+void *mb_port_scratch(mb_port_t *p, size_t *len) {
+  mb_io_loop_t *l = loop_of(p->rt, p->sched, 0);
+  if (!l->scratch) l->scratch = malloc(SCRATCH);
+  *len = l->scratch ? SCRATCH : 0;
+  return l->scratch;
+}
+
 int mb_port_here(const mb_port_t *p) { return mb_sched_current() == p->sched; }
 
 /* ---- references ---- */
@@ -186,19 +195,19 @@ int mb_port_init(mb_port_t *p, const mb_port_type_t *type, mb_runtime_t *rt, mb_
   p->onext = p->hnext = NULL;
   p->oprev = NULL;
   p->listed = 0;
-  p->lnext = NULL;
-  p->lprev = NULL;
   p->close_ran = 0;
+  /* on the loop's list until its handles are closed: a loop that ends closes
+   * whatever is still there */
+  mb_io_loop_t *l = loop_of(rt, s, 0);
+  p->lnext = l->ports;
+  if (l->ports) l->ports->lprev = &p->lnext;
+  p->lprev = &l->ports;
+  l->ports = p;
   return 0;
 }
 
 int mb_port_open(mb_port_t *p) {
   mb_io_t *io = p->rt->io;
-  mb_io_loop_t *l = loop_of(p->rt, p->sched, 0);
-  p->lnext = l->ports;
-  if (l->ports) l->ports->lprev = &p->lnext;
-  p->lprev = &l->ports;
-  l->ports = p;
   pthread_mutex_lock(&io->lock);
   owner_link(io, p);
   mb_port_t **h = &io->by_id[hash64(p->id)];
@@ -252,12 +261,6 @@ int mb_port_set_owner(mb_port_t *p, mb_pid_t pid) {
 static void close_here(mb_port_t *p) {
   if (p->close_ran) return;
   p->close_ran = 1;
-  if (p->lprev) {
-    *p->lprev = p->lnext;
-    if (p->lnext) p->lnext->lprev = p->lprev;
-    p->lprev = NULL;
-    p->lnext = NULL;
-  }
   p->type->close(p);
 }
 
@@ -281,7 +284,15 @@ void mb_port_close(mb_port_t *p) {
   if (mb_port_post(p->sched, close_posted, p)) mb_port_unref(p); /* its loop closed it already */
 }
 
-void mb_port_closed(mb_port_t *p) { mb_port_unref(p); }
+void mb_port_closed(mb_port_t *p) {
+  if (p->lprev) {
+    *p->lprev = p->lnext;
+    if (p->lnext) p->lnext->lprev = p->lprev;
+    p->lprev = NULL;
+    p->lnext = NULL;
+  }
+  mb_port_unref(p);
+}
 
 /* The owner exits: close every port it owns (its own thread). */
 static void io_proc_exit(mb_proc_t *proc) {
@@ -503,14 +514,28 @@ static void io_loop_close(mb_sched_t *s) {
   mb_io_loop_t *l = atomic_load(&io->loops[s->index]);
   if (!l) return;
   drain(l);
-  while (l->ports) { /* this thread stands in for the loop's: close directly */
-    mb_port_t *p = l->ports;
-    int open = MB_PORT_OPEN;
+  /* this thread stands in for the loop's: close directly; a port whose close
+   * ran but lingers (flushing) is closed again, which makes it let go now */
+  size_t n = 0;
+  for (mb_port_t *p = l->ports; p; p = p->lnext) n++;
+  mb_port_t **all = n ? malloc(n * sizeof *all) : NULL;
+  n = 0;
+  for (mb_port_t *p = l->ports; p && all; p = p->lnext) {
     mb_port_ref(p);
-    if (atomic_compare_exchange_strong(&p->state, &open, MB_PORT_CLOSED)) unlist(p);
-    close_here(p);
-    mb_port_unref(p);
+    all[n++] = p;
   }
+  for (size_t i = 0; i < n; i++) {
+    mb_port_t *p = all[i];
+    int open = MB_PORT_OPEN;
+    if (atomic_compare_exchange_strong(&p->state, &open, MB_PORT_CLOSED)) unlist(p);
+    if (p->close_ran) {
+      if (p->lprev) p->type->close(p);
+    } else {
+      close_here(p);
+    }
+  }
+  for (size_t i = 0; i < n; i++) mb_port_unref(all[i]);
+  free(all);
   pthread_mutex_lock(&l->lock);
   l->closed = 1;
   pthread_mutex_unlock(&l->lock);
@@ -525,6 +550,7 @@ static void io_free(mb_runtime_t *rt) {
     mb_io_loop_t *l = atomic_load(&io->loops[i]);
     if (!l) continue;
     pthread_mutex_destroy(&l->lock);
+    free(l->scratch);
     free(l);
   }
   pthread_mutex_destroy(&io->lock);

@@ -31,7 +31,9 @@
  *      type's `close` on the loop thread; `close` replies to every command it
  *      holds (e.g. {nil, "closed"}), uv_close()s its handles and, when the last
  *      close callback ran, calls mb_port_closed(p), which drops the open
- *      reference. When the last reference goes, `free` frees the memory (any
+ *      reference. `close` may run a second time when the loop ends while the
+ *      port still lingers (e.g. flushing): then it must close its handles at
+ *      once. When the last reference goes, `free` frees the memory (any
  *      thread; it must not touch the loop or the runtime).
  *   6. The owner: mb_port_owner(p) (any thread). When the owner exits every
  *      port it owns is closed (the runtime's io_proc_exit hook);
@@ -77,7 +79,7 @@ struct mb_port {
   mb_port_t *hnext;             /* id bucket chain */
   int listed;
   /* loop thread */
-  mb_port_t *lnext, **lprev;    /* every open port of the loop */
+  mb_port_t *lnext, **lprev;    /* every port of the loop whose handles are not closed */
   int close_ran;                /* the type's close has run */
 };
 
@@ -156,6 +158,9 @@ const char *mb_port_errname(int uverr, char *buf, size_t cap);
  * s's io state must exist (a port lives there, or it called mb_port_loop).
  * MB_ESTOPPED (fn not run) once that loop is closing. */
 int mb_port_post(mb_sched_t *s, void (*fn)(void *arg), void *arg);
+/* A scratch buffer of the port's loop (64 KB, loop thread), e.g. for reads
+ * that are consumed in their callback; NULL without memory. */
+void *mb_port_scratch(mb_port_t *p, size_t *len);
 /* The calling thread's scheduler (NULL if none). */
 mb_sched_t *mb_port_sched_here(mb_runtime_t *rt);
 

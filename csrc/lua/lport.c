@@ -284,4 +284,5 @@ void mbl_open_io(lua_State *L) {
   /* the module table is at -1 and the box is its shared upvalue */
   mbl_push_box(L);
   luaL_setfuncs(L, fns, 1);
+  mbl_open_tcp(L);
 }

@@ -39,4 +39,8 @@ int mbl_port_encode(lua_State *L, int idx, mb_enc_t *e);
 void mbl_open_io(lua_State *L);
 void mbl_open_tcp(lua_State *L);
 
+/* ltcp.c: reads the socket option table at idx into o (raises on a bad one). */
+struct mb_sockopts;
+void mbl_sockopts(lua_State *L, int idx, struct mb_sockopts *o);
+
 #endif
