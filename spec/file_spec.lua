@@ -371,10 +371,11 @@ describe("moonbeam.file", function()
     end, {schedulers = 1})
   end)
 
-  it("too many open files: nil, \"emfile\", and it works again once one is closed", function()
+  it("too many open files: nil, \"emfile\" (open, read_file, port.spawn), and it works again once one is closed", function()
     local out, ok = run_script("ulimit -n 64;", [[
       local mb = require "moonbeam"
       local file = require "moonbeam.file"
+      local port = require "moonbeam.port" -- loaded before the descriptors run out
       mb.run(function()
         local open = {}
         local err
@@ -386,9 +387,14 @@ describe("moonbeam.file", function()
         assert(err == "emfile", "expected emfile, got " .. tostring(err))
         local v, e2 = file.read_file("/etc/hostname")
         assert(v == nil and e2 == "emfile", "read: " .. tostring(e2))
+        local sp, e3 = port.spawn("true")
+        assert(sp == nil and e3 == "emfile", "spawn: " .. tostring(e3))
         assert(file.close(table.remove(open)))
         assert(file.close(table.remove(open)))
         assert(file.open("/dev/null"), "could not open again")
+        assert(file.close(table.remove(open)))
+        assert(file.close(table.remove(open)))
+        assert(port.spawn("true"), "could not spawn again")
         assert(file.read_file("/proc/self/status"), "could not read again")
         print("EMFILE-OK " .. #open)
       end, {schedulers = 1})

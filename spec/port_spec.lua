@@ -29,6 +29,22 @@ local function collect(p)
   end
 end
 
+-- Runs a Lua script in a fresh lua5.4 in a session of its own (setsid: a signal
+-- it sends to its process group cannot reach busted); returns its output and
+-- whether it exited with 0.
+local function run_script(src)
+  local path = DIR .. "/script.lua"
+  local f = assert(io.open(path, "w"))
+  f:write(src)
+  f:close()
+  local env = ("LUA_PATH=%q LUA_PATH_5_4=%q LUA_CPATH=%q LUA_CPATH_5_4=%q"):format(
+    package.path, package.path, package.cpath, package.cpath)
+  local p = assert(io.popen(("%s setsid -w timeout 20 %s %q 2>&1"):format(env, os.getenv("MB_LUA") or "lua5.4", path)))
+  local out = p:read("a")
+  local ok = p:close()
+  return out, ok == true
+end
+
 -- Whether the OS process `pid` is gone (reaped), polling for up to 3 s.
 local function gone(pid)
   for _ = 1, 300 do
@@ -161,6 +177,19 @@ describe("moonbeam.port.spawn", function()
       assert.are.equal("enoent", err)
       assert.are.equal(0, mb.flush())
     end)
+  end)
+
+  it("a spawn that fails just before the runtime ends: the program ends normally", function()
+    -- the failed port is still closing its handles when the loop ends
+    local out, ok = run_script([[
+      local mb = require "moonbeam"
+      local port = require "moonbeam.port"
+      print(mb.run(function() return port.spawn("/no/such/program") end, {schedulers = 1}))
+      print(mb.run(function() return port.spawn("/no/such/program") end, {schedulers = 2}))
+      print("survived")
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("nil\tenoent\nnil\tenoent\nsurvived", out)
   end)
 
   it("raises on misuse", function()

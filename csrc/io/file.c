@@ -318,6 +318,7 @@ typedef struct fport {
   mb_port_cmd_t *cur;        /* the command in flight */
   mb_port_cmd_t *qhead, **qtail;
   int closing;
+  int opening;               /* the open (and its fstat) is in flight */
   int close_started;         /* the descriptor's close was issued */
   /* the open, before the port is listed: who asked */
   mb_pid_t opener;
@@ -533,7 +534,8 @@ static void fp_close(mb_port_t *p) {
     mb_port_reply(c);
   }
   fp->qtail = &fp->qhead;
-  if (!fp->cur) fp_do_close(fp); /* else once the running one is answered */
+  /* else once the running command is answered, or the open has ended */
+  if (!fp->cur && !fp->opening) fp_do_close(fp);
 }
 
 static void fp_free(mb_port_t *p) { free(p); }
@@ -551,23 +553,35 @@ static void open_reply_error(fport_t *fp, int uverr) {
   reply_error(&r, uverr);
 }
 
+/* The port's close came while opening (the loop is ending): end here. */
+static int open_closing(fport_t *fp) {
+  if (!fp->closing) return 0;
+  fp->opening = 0;
+  open_reply_error(fp, UV_ECANCELED);
+  fp_do_close(fp); /* closes the descriptor if the open got one, then lets go */
+  return 1;
+}
+
 static void on_open(uv_fs_t *fs) {
   fport_t *fp = fs->data;
   ssize_t res = fs->result;
   uv_fs_req_cleanup(fs);
   if (fs->fs_type == UV_FS_OPEN) {
+    if (res >= 0) fp->fd = (uv_file)res;
+    if (open_closing(fp)) return;
     if (res < 0) {
       open_reply_error(fp, (int)res);
       mb_port_closed(&fp->base); /* never opened: the only reference, fp goes */
       return;
     }
-    fp->fd = (uv_file)res;
     if (uv_fs_fstat(fs->loop, fs, fp->fd, on_open) == 0) return;
     /* no fstat: treat as a pipe (no positions) */
   } else {
     fp->seekable = res == 0 && (S_ISREG(fs->statbuf.st_mode) || S_ISBLK(fs->statbuf.st_mode));
     uv_fs_req_cleanup(fs);
+    if (open_closing(fp)) return;
   }
+  fp->opening = 0;
   fp->qtail = &fp->qhead;
   if (mb_port_open(&fp->base)) return; /* the opener died: the port closed itself */
   /* {Ref, Port} */
@@ -620,6 +634,7 @@ int mb_file_open(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, const char *path, 
   fp->open_ref = ref;
   fp->qtail = &fp->qhead;
   fp->loop = loop;
+  fp->opening = 1;
   fp->fs.data = fp;
   int e = uv_fs_open(loop, &fp->fs, path, flags, 0666, on_open);
   if (e) {

@@ -27,6 +27,7 @@ typedef struct subproc {
   int has_err;                    /* err is a pipe of its own */
   int err_as_out;                 /* its data is tagged "stdout" */
   int in_open, out_open, err_open;
+  int spawned;                    /* uv_spawn succeeded: proc.pid is the child's */
   int exited;
   int64_t status;
   int lines;
@@ -192,7 +193,7 @@ static int sp_command(mb_port_t *p, mb_port_cmd_t *c) {
     mb_port_res_ok(c);
     return MB_PORT_DONE;
   case MB_SUBPROC_KILL: {
-    int r = sp->exited ? UV_ESRCH : uv_process_kill(&sp->proc, (int)c->arg[0]);
+    int r = sp->exited || !sp->spawned || sp->proc.pid <= 0 ? UV_ESRCH : uv_process_kill(&sp->proc, (int)c->arg[0]);
     if (r) mb_port_res_error(c, mb_port_errname(r, buf, sizeof buf));
     else mb_port_res_ok(c);
     return MB_PORT_DONE;
@@ -214,12 +215,13 @@ static int sp_command(mb_port_t *p, mb_port_cmd_t *c) {
 static void sp_close(mb_port_t *p) {
   subproc_t *sp = (subproc_t *)p;
   sp->closing = 1;
-  if (!sp->exited) uv_process_kill(&sp->proc, SIGKILL);
+  /* never kill pid 0 (that is our own process group): only a spawned child */
+  if (sp->spawned && !sp->exited && sp->proc.pid > 0) uv_process_kill(&sp->proc, SIGKILL);
   sp->in_open = sp->out_open = sp->err_open = 0;
   close_handle((uv_handle_t *)&sp->in);
   close_handle((uv_handle_t *)&sp->out);
   if (sp->has_err) close_handle((uv_handle_t *)&sp->err);
-  if (sp->exited) close_handle((uv_handle_t *)&sp->proc);
+  if (sp->exited || !sp->spawned) close_handle((uv_handle_t *)&sp->proc);
   /* else on_child_exit closes it once the program is reaped */
 }
 
@@ -304,6 +306,7 @@ int mb_subproc_spawn(mb_runtime_t *rt, mb_pid_t owner, const mb_subproc_opts_t *
     close_handle((uv_handle_t *)&sp->proc); /* the last close frees sp */
     return r;
   }
+  sp->spawned = 1;
   sp->in_open = sp->out_open = 1;
   sp->err_open = sp->has_err;
   uv_read_start((uv_stream_t *)&sp->out, on_alloc, on_read);
