@@ -239,7 +239,7 @@ describe("moonbeam.file", function()
       end)
     end)
 
-    it("closes when its owner exits; controlling_process hands it over", function()
+    it("close waits for the descriptor; it closes when its owner exits; controlling_process hands it over", function()
       run(function()
         local function fds()
           return #assert(file.list("/proc/self/fd"))
@@ -252,6 +252,13 @@ describe("moonbeam.file", function()
           return false
         end
         local before = fds()
+        -- close returns once the descriptor is closed
+        for _ = 1, 20 do
+          local f = assert(file.open(DIR .. "/owned.txt", "w"))
+          assert.are.equal(before + 1, fds())
+          assert.is_true(file.close(f))
+          assert.are.equal(before, fds())
+        end
         -- a process that dies holding open streams: they close with it
         local me = mb.self()
         local pid = mb.spawn(function()

@@ -320,6 +320,7 @@ typedef struct fport {
   int closing;
   int opening;               /* the open (and its fstat) is in flight */
   int close_started;         /* the descriptor's close was issued */
+  mb_port_cmd_t *close_cmd;  /* MB_FILE_CLOSE: answered once the descriptor is closed */
   /* the open, before the port is listed: who asked */
   mb_pid_t opener;
   mb_ref_t open_ref;
@@ -440,6 +441,13 @@ static int fp_start(fport_t *fp, mb_port_cmd_t *c) {
     e = uv_fs_write(loop, &fp->fs, fp->fd, &b, 1, fp->seekable && !fp->append ? fp->pos : -1, on_fp);
     break;
   }
+  case MB_FILE_CLOSE:
+    /* the port closes now (later commands get "closed"); the answer waits for
+     * the descriptor's close, so its error (EIO...) is seen and the descriptor
+     * is free when the caller goes on */
+    fp->close_cmd = c;
+    mb_port_close(&fp->base);
+    return MB_PORT_PENDING;
   case MB_FILE_SEEK: {
     int whence = (int)c->arg[0];
     if (!fp->seekable) {
@@ -507,6 +515,12 @@ static int fp_command(mb_port_t *p, mb_port_cmd_t *c) {
 
 static void on_fp_closed(uv_fs_t *fs) {
   fport_t *fp = fs->data;
+  if (fp->close_cmd) {
+    if (fs->result < 0) res_uv_error(fp->close_cmd, (int)fs->result);
+    else mb_port_res_ok(fp->close_cmd);
+    mb_port_reply(fp->close_cmd);
+    fp->close_cmd = NULL;
+  }
   uv_fs_req_cleanup(fs);
   mb_port_closed(&fp->base);
 }
@@ -516,8 +530,14 @@ static void fp_do_close(fport_t *fp) {
   fp->close_started = 1;
   uv_file fd = fp->fd;
   fp->fd = -1;
-  if (fd < 0 || uv_fs_close(fp->loop, &fp->fs, fd, on_fp_closed))
+  if (fd < 0 || uv_fs_close(fp->loop, &fp->fs, fd, on_fp_closed)) {
+    if (fp->close_cmd) {
+      mb_port_res_ok(fp->close_cmd);
+      mb_port_reply(fp->close_cmd);
+      fp->close_cmd = NULL;
+    }
     mb_port_closed(&fp->base);
+  }
 }
 
 /* May run twice (port.h: the loop ends while the port lingers): the second

@@ -34,8 +34,11 @@ int mb_file_rmdir(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, const char *path)
  *   MB_FILE_SEEK   arg[0] = whence (0 set, 1 cur, 2 end), arg[1] = offset
  *                  -> {NewPosition} | {nil, "einval"} (before the start) |
  *                  {nil, "espipe"} (a pipe or device has no positions)
- * Closing the port closes the descriptor once a command in flight is done. */
-enum { MB_FILE_READ = 1, MB_FILE_WRITE, MB_FILE_SEEK };
+ *   MB_FILE_CLOSE  closes the port -> {true} once the descriptor is closed
+ *                  (or {nil, Reason} from close(2))
+ * Closing the port otherwise (mb_port_close, the owner's exit) closes the
+ * descriptor once a command in flight is done. */
+enum { MB_FILE_READ = 1, MB_FILE_WRITE, MB_FILE_SEEK, MB_FILE_CLOSE };
 extern const struct mb_port_type mb_file_type;
 
 /* Opens path with Lua's io.open modes ("r", "w", "a", "r+", "w+", "a+"; "b"

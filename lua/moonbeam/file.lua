@@ -100,9 +100,11 @@ function M.write(stream, data) return core.file_swrite(stream, data) end
 ---@return string? reason
 function M.seek(stream, whence, offset) return core.file_sseek(stream, whence, offset) end
 
---- Closes the stream (after a command in flight); nil, "closed" if it was.
+--- Closes the stream, after the commands sent before; returns once the
+--- descriptor is closed (nil, reason if close(2) failed; nil, "closed" if it
+--- was closed already).
 ---@return true|nil ok
 ---@return string? reason
-function M.close(stream) return core.port_close(stream) end
+function M.close(stream) return core.file_sclose(stream) end
 
 return M
