@@ -270,9 +270,10 @@ static int l_blocking_pool(lua_State *L) {
 }
 
 void mbl_blocking_shutdown(mbl_rt_t *brt) {
-  mb_runtime_stop(brt->rt);
   mb_pool_t *p = __atomic_exchange_n(&brt->pool, POOL_CLOSED, __ATOMIC_ACQ_REL);
-  if (p && p != POOL_CLOSED) mb_pool_free(p);
+  if (!p || p == POOL_CLOSED) return; /* never used: nothing to stop */
+  mb_runtime_stop(brt->rt); /* no process waits for a job any more */
+  mb_pool_free(p);
 }
 
 static const luaL_Reg funcs[] = {
