@@ -190,6 +190,51 @@ describe("moonbeam.file", function()
       end)
     end)
 
+    it("read_line and lines: lines without their newline, positions kept for read and seek", function()
+      run(function()
+        local p = DIR .. "/lines.txt"
+        assert.is_true(file.write_file(p, "a\nbb\n\n" .. string.rep("z", 10000) .. "\nlast"))
+        local f = assert(file.open(p))
+        assert.are.equal("a", file.read_line(f))
+        assert.are.equal("bb", file.read(f, 2))
+        assert.are.equal("", file.read_line(f)) -- the rest of "bb"'s line
+        assert.are.equal("", file.read_line(f))
+        assert.are.equal(10000, #file.read_line(f)) -- longer than one read
+        assert.are.equal("last", file.read_line(f))
+        local v, err = file.read_line(f)
+        assert.is_nil(v)
+        assert.are.equal("eof", err)
+        assert.are.equal(0, file.seek(f, "set"))
+        local all = {}
+        for line in file.lines(f) do all[#all + 1] = #line end
+        assert.are.same({1, 2, 0, 10000, 4}, all)
+        file.close(f)
+        v, err = file.read_line(f)
+        assert.is_nil(v)
+        assert.are.equal("closed", err)
+      end)
+    end)
+
+    it("read_line on a pipe keeps what it read past the line for the next read", function()
+      local fifo = DIR .. "/lines.fifo"
+      assert(os.execute("mkfifo '" .. fifo .. "'"))
+      run(function()
+        mb.spawn(function()
+          local w = assert(file.open(fifo, "w"))
+          file.write(w, "x\ny\nzz")
+          file.close(w)
+        end)
+        local r = assert(file.open(fifo))
+        assert.are.equal("x", file.read_line(r))
+        assert.are.equal("y\n", file.read(r, 2))
+        assert.are.equal("zz", file.read_line(r))
+        local v, err = file.read_line(r)
+        assert.is_nil(v)
+        assert.are.equal("eof", err)
+        file.close(r)
+      end)
+    end)
+
     it("modes: r reads only, a appends, wx refuses an existing file; bad modes raise", function()
       run(function()
         local p = DIR .. "/m.txt"

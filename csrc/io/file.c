@@ -321,6 +321,8 @@ typedef struct fport {
   int opening;               /* the open (and its fstat) is in flight */
   int close_started;         /* the descriptor's close was issued */
   mb_port_cmd_t *close_cmd;  /* MB_FILE_CLOSE: answered once the descriptor is closed */
+  char *rbuf;                /* no positions: bytes read_line read past its line */
+  size_t rlen;
   /* the open, before the port is listed: who asked */
   mb_pid_t opener;
   mb_ref_t open_ref;
@@ -328,6 +330,13 @@ typedef struct fport {
 } fport_t;
 
 static void fp_start_next(fport_t *fp);
+
+/* read_line's bytes so far (c->tdata; one allocation, freed with free()). */
+typedef struct line_acc {
+  size_t len, cap;
+  char data[];
+} line_acc_t;
+#define LINE_CHUNK 4096
 
 static void res_values(mb_port_cmd_t *c, mb_runtime_t *rt) {
   mb_enc_discard(&c->res);
@@ -351,6 +360,8 @@ static void fp_done(fport_t *fp) {
   if (fp->closing) fp_do_close(fp);
   else fp_start_next(fp);
 }
+
+static int fp_line_more(fport_t *fp, mb_port_cmd_t *c);
 
 static void on_fp(uv_fs_t *fs) {
   fport_t *fp = fs->data;
@@ -385,6 +396,46 @@ static void on_fp(uv_fs_t *fs) {
     }
     mb_port_res_ok(c);
     break;
+  case MB_FILE_READ_LINE: {
+    line_acc_t *a = c->tdata;
+    if (res < 0) {
+      res_uv_error(c, (int)res);
+      break;
+    }
+    if (res == 0) { /* the end: what there is is the last line */
+      if (a->len == 0) {
+        mb_port_res_error(c, "eof");
+        break;
+      }
+      if (fp->seekable) fp->pos += (int64_t)a->len;
+      res_values(c, fp->base.rt);
+      mb_enc_tuple(&c->res, 1);
+      mb_enc_binary(&c->res, a->data, a->len);
+      break;
+    }
+    size_t from = a->len;
+    a->len += (size_t)res;
+    char *nl = memchr(a->data + from, '\n', a->len - from);
+    if (!nl) {
+      uv_fs_req_cleanup(fs);
+      if (fp_line_more(fp, c) == 0) return;
+      res_uv_error(c, UV_ENOMEM);
+      break;
+    }
+    size_t line = (size_t)(nl - a->data);
+    if (fp->seekable) {
+      fp->pos += (int64_t)line + 1;
+    } else if (a->len > line + 1) { /* keep what follows for the next read */
+      fp->rlen = a->len - line - 1;
+      fp->rbuf = malloc(fp->rlen);
+      if (fp->rbuf) memcpy(fp->rbuf, nl + 1, fp->rlen);
+      else fp->rlen = 0;
+    }
+    res_values(c, fp->base.rt);
+    mb_enc_tuple(&c->res, 1);
+    mb_enc_binary(&c->res, a->data, line);
+    break;
+  }
   case MB_FILE_SEEK: /* "end": fstat done */
     if (res < 0) {
       res_uv_error(c, (int)res);
@@ -405,6 +456,20 @@ static void on_fp(uv_fs_t *fs) {
   fp_done(fp);
 }
 
+/* read_line: reads the next chunk after what c holds; 0 or a uv error. */
+static int fp_line_more(fport_t *fp, mb_port_cmd_t *c) {
+  line_acc_t *a = c->tdata;
+  if (a->cap - a->len < LINE_CHUNK) {
+    if (a->cap > (1u << 30)) return UV_ENOMEM;
+    line_acc_t *b = realloc(a, sizeof *a + 2 * a->cap);
+    if (!b) return UV_ENOMEM;
+    b->cap = 2 * b->cap;
+    c->tdata = a = b;
+  }
+  uv_buf_t buf = uv_buf_init(a->data + a->len, LINE_CHUNK);
+  return uv_fs_read(fp->loop, &fp->fs, fp->fd, &buf, 1, fp->seekable ? fp->pos + (int64_t)a->len : -1, on_fp);
+}
+
 /* Starts c; MB_PORT_DONE when it is answered already (in c->res). */
 static int fp_start(fport_t *fp, mb_port_cmd_t *c) {
   uv_loop_t *loop = fp->loop;
@@ -416,6 +481,15 @@ static int fp_start(fport_t *fp, mb_port_cmd_t *c) {
       res_values(c, fp->base.rt);
       mb_enc_tuple(&c->res, 1);
       mb_enc_binary(&c->res, "", 0);
+      return MB_PORT_DONE;
+    }
+    if (fp->rlen) { /* read ahead by read_line: those bytes come first */
+      size_t k = n < fp->rlen ? n : fp->rlen;
+      res_values(c, fp->base.rt);
+      mb_enc_tuple(&c->res, 1);
+      mb_enc_binary(&c->res, fp->rbuf, k);
+      memmove(fp->rbuf, fp->rbuf + k, fp->rlen - k);
+      fp->rlen -= k;
       return MB_PORT_DONE;
     }
     if (!(c->tdata = malloc(n))) {
@@ -439,6 +513,37 @@ static int fp_start(fport_t *fp, mb_port_cmd_t *c) {
     size_t first = c->len > 1u << 30 ? 1u << 30 : c->len;
     uv_buf_t b = uv_buf_init((char *)c->data, (unsigned)first);
     e = uv_fs_write(loop, &fp->fs, fp->fd, &b, 1, fp->seekable && !fp->append ? fp->pos : -1, on_fp);
+    break;
+  }
+  case MB_FILE_READ_LINE: {
+    size_t have = fp->rlen;
+    line_acc_t *a = malloc(sizeof *a + 2 * LINE_CHUNK + have);
+    if (!a) {
+      mb_port_res_error(c, "enomem");
+      return MB_PORT_DONE;
+    }
+    a->cap = 2 * LINE_CHUNK + have;
+    a->len = have;
+    if (have) memcpy(a->data, fp->rbuf, have);
+    free(fp->rbuf);
+    fp->rbuf = NULL;
+    fp->rlen = 0;
+    c->tdata = a;
+    char *nl = have ? memchr(a->data, '\n', have) : NULL;
+    if (nl) { /* a whole line was read ahead already */
+      size_t line = (size_t)(nl - a->data);
+      if (have > line + 1 && (fp->rbuf = malloc(have - line - 1))) {
+        fp->rlen = have - line - 1;
+        memcpy(fp->rbuf, nl + 1, fp->rlen);
+      }
+      res_values(c, fp->base.rt);
+      mb_enc_tuple(&c->res, 1);
+      mb_enc_binary(&c->res, a->data, line);
+      free(c->tdata);
+      c->tdata = NULL;
+      return MB_PORT_DONE;
+    }
+    e = fp_line_more(fp, c);
     break;
   }
   case MB_FILE_CLOSE:
@@ -558,7 +663,10 @@ static void fp_close(mb_port_t *p) {
   if (!fp->cur && !fp->opening) fp_do_close(fp);
 }
 
-static void fp_free(mb_port_t *p) { free(p); }
+static void fp_free(mb_port_t *p) {
+  free(((fport_t *)p)->rbuf);
+  free(p);
+}
 
 const mb_port_type_t mb_file_type = {"file", fp_command, fp_close, fp_free};
 

@@ -34,11 +34,14 @@ int mb_file_rmdir(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, const char *path)
  *   MB_FILE_SEEK   arg[0] = whence (0 set, 1 cur, 2 end), arg[1] = offset
  *                  -> {NewPosition} | {nil, "einval"} (before the start) |
  *                  {nil, "espipe"} (a pipe or device has no positions)
+ *   MB_FILE_READ_LINE  the next line without its "\n" -> {Line} | {nil, "eof"}
+ *                  (a last line without "\n" comes whole); on a pipe the bytes
+ *                  read past the line are kept for the next read
  *   MB_FILE_CLOSE  closes the port -> {true} once the descriptor is closed
  *                  (or {nil, Reason} from close(2))
  * Closing the port otherwise (mb_port_close, the owner's exit) closes the
  * descriptor once a command in flight is done. */
-enum { MB_FILE_READ = 1, MB_FILE_WRITE, MB_FILE_SEEK, MB_FILE_CLOSE };
+enum { MB_FILE_READ = 1, MB_FILE_WRITE, MB_FILE_SEEK, MB_FILE_CLOSE, MB_FILE_READ_LINE };
 extern const struct mb_port_type mb_file_type;
 
 /* Opens path with Lua's io.open modes ("r", "w", "a", "r+", "w+", "a+"; "b"

@@ -153,6 +153,12 @@ static int l_sseek(lua_State *L) {
   return mbl_port_run(L, p, c);
 }
 
+static int l_sreadline(lua_State *L) {
+  mb_port_t *p = mbl_port_check(L, 1, file_types);
+  if (!p) return closed(L);
+  return mbl_port_run(L, p, mbl_port_cmd(L, MB_FILE_READ_LINE));
+}
+
 static int l_sclose(lua_State *L) {
   mb_port_t *p = mbl_port_check(L, 1, file_types);
   if (!p) return closed(L);
@@ -163,7 +169,8 @@ static const luaL_Reg funcs[] = {
   {"file_read", l_read}, {"file_write", l_write}, {"file_stat", l_stat}, {"file_list", l_list},
   {"file_rename", l_rename}, {"file_remove", l_remove}, {"file_mkdir", l_mkdir},
   {"file_rmdir", l_rmdir}, {"file_open", l_open}, {"file_sread", l_sread},
-  {"file_swrite", l_swrite}, {"file_sseek", l_sseek}, {"file_sclose", l_sclose}, {NULL, NULL}
+  {"file_swrite", l_swrite}, {"file_sseek", l_sseek}, {"file_sclose", l_sclose},
+  {"file_sreadline", l_sreadline}, {NULL, NULL}
 };
 
 void mbl_open_file(lua_State *L) {

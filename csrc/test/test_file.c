@@ -207,12 +207,14 @@ STEP(s_after_close) {
   s->held = NULL;
 }
 
+STEP(s_read_line) { if (!port_cmd(s, self, MB_FILE_READ_LINE, 0, 0, NULL)) s->ref = (mb_ref_t){0, {0, 0, 0}}; }
 STEP(s_cmd_close) { if (!port_cmd(s, self, MB_FILE_CLOSE, 0, 0, NULL)) s->ref = (mb_ref_t){0, {0, 0, 0}}; }
 
 static const step_fn file_steps[] = {w_hello, w_append, r_hello, r_missing, st_file, mk_sub, ls_dir,
                                      mv_file, rm_b, rm_b_again, rd_sub, open_s, open_missing, open_s,
                                      s_write, s_seek0, s_read, s_read_eof, s_read_eof, s_close, s_after_close,
-                                     open_s, s_write, s_cmd_close, s_read, NULL};
+                                     open_s, s_write, s_seek0, s_read_line, s_read_line,
+                                     s_cmd_close, s_read, NULL};
 
 static script_t *run_script(mb_runtime_t *rt, const step_fn *steps, const char *dir) {
   script_t *s = calloc(1, sizeof *s);
@@ -239,7 +241,7 @@ MB_TEST(file_operations_reply_with_their_values_or_reasons) {
   const char *want =
                   "true true <<hello!>> nil,<<enoent>> map10 true list2 true true nil,<<enoent>> true "
                   "port nil,<<enoent>> port true 0 <<stream>> <<ed>> nil,<<eof>> closed nil,<<closed>> "
-      "port true true noport";
+      "port true 0 <<streamed>> nil,<<eof>> true noport";
   if (strcmp(s->log, want)) fprintf(stderr, "log:  %s\nwant: %s\n", s->log, want);
   MB_CHECK(strcmp(s->log, want) == 0);
   mb_runtime_free(rt);

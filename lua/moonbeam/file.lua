@@ -86,6 +86,24 @@ function M.open(path, mode) return core.file_open(path, mode) end
 ---@return string? reason
 function M.read(stream, n) return core.file_sread(stream, n) end
 
+--- Reads the next line, without its "\n" (a last line with no "\n" comes
+--- whole): nil, "eof" at the end.
+---@return string|nil line
+---@return string? reason
+function M.read_line(stream) return core.file_sreadline(stream) end
+
+--- Iterates over the stream's lines from its position (as io.lines; stops at
+--- the end, raises on an error).
+---@return fun(): string?
+function M.lines(stream)
+  return function()
+    local line, err = core.file_sreadline(stream)
+    if line then return line end
+    if err ~= "eof" then error("file.lines: " .. tostring(err), 2) end
+    return nil
+  end
+end
+
 --- Writes all of `data` at the position (at the end in append modes).
 ---@return true|nil ok
 ---@return string? reason
