@@ -514,6 +514,10 @@ static int cmd_send(tcp_t *t, mb_port_cmd_t *c) {
     }
     for (size_t i = 0; i < hl; i++) hdr[i] = (uint8_t)(c->len >> (8 * (hl - 1 - i)));
   }
+  if (hl == 0 && c->len == 0) { /* nothing to send */
+    mb_port_res_ok(c);
+    return MB_PORT_DONE;
+  }
   uv_buf_t bufs[2];
   int nb = 0;
   if (hl) bufs[nb++] = uv_buf_init((char *)hdr, (unsigned)hl);
