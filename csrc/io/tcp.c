@@ -459,6 +459,7 @@ static int cmd_recv(tcp_t *t, mb_port_cmd_t *c) {
       t->timer->data = t;
       t->handles++;
     }
+    uv_update_time(t->h.loop);
     uv_timer_start(t->timer, on_recv_timeout, (uint64_t)c->arg[1], 0);
   }
   want_reading(t);
@@ -878,6 +879,7 @@ int mb_tcp_connect(mb_port_cmd_t *c, const char *host, int port, const mb_sockop
     uv_timer_init(loop, &k->timer);
     k->timer.data = k;
     k->timer_on = 1;
+    uv_update_time(loop);
     uv_timer_start(&k->timer, on_conn_timeout, (uint64_t)timeout_ms, 0);
   }
   struct sockaddr_storage ss;
@@ -1001,7 +1003,12 @@ static void hand_over(listener_t *l, mb_port_cmd_t *c, int fd) {
   }
 }
 
-static uint64_t now_ms(mb_port_t *p) { return uv_now(&p->sched->loop); }
+/* The loop's clock, brought up to date: a busy scheduler may not have run its
+ * loop for a while, and timers count from this clock. */
+static uint64_t now_ms(mb_port_t *p) {
+  uv_update_time(&p->sched->loop);
+  return uv_now(&p->sched->loop);
+}
 
 /* Accepts while connections and acceptors are both there. */
 static void accept_some(listener_t *l) {

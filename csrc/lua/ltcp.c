@@ -226,12 +226,24 @@ static int l_shutdown(lua_State *L) {
   return mbl_port_run(L, p, c);
 }
 
+/* dns_resolve(host, family) -> {addr, ...} | nil, reason */
+static int l_resolve(lua_State *L) {
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer fam = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, fam == 0 || fam == 4 || fam == 6, 2, "family must be 4, 6 or nil");
+  mb_port_cmd_t *c = mbl_port_cmd(L, 0);
+  mbl_port_prepare_wait(L, c->ref);
+  int r = mb_dns_resolve(c, host, (int)fam);
+  return mbl_port_finish(L, c, r);
+}
+
 void mbl_open_tcp(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"tcp_listen", l_listen},     {"tcp_accept", l_accept},     {"tcp_connect", l_connect},
       {"tcp_send", l_send},         {"tcp_recv", l_recv},         {"tcp_setopts", l_setopts},
       {"tcp_getopts", l_getopts},   {"tcp_peername", l_peername}, {"tcp_sockname", l_sockname},
-      {"tcp_shutdown", l_shutdown}, {"tcp_stats", l_stats},       {NULL, NULL}};
+      {"tcp_shutdown", l_shutdown}, {"tcp_stats", l_stats},       {"dns_resolve", l_resolve},
+      {NULL, NULL}};
   mbl_push_box(L);
   luaL_setfuncs(L, fns, 1);
 }
