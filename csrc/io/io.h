@@ -52,6 +52,12 @@ int mb_tcp_listen(mb_runtime_t *rt, mb_pid_t owner, int port, const mb_sockopts_
 int mb_tcp_connect(mb_port_cmd_t *c, const char *host, int port, const mb_sockopts_t *o,
                    int64_t timeout_ms);
 
+/* UDP. */
+enum { MB_UDP_SEND = 1, MB_UDP_RECV, MB_UDP_SETOPTS, MB_UDP_GETOPTS, MB_UDP_SOCKNAME, MB_UDP_MEMBERSHIP };
+extern const mb_port_type_t mb_udp_type;
+/* A socket bound to port (0: any) owned by owner; *out holds a reference. */
+int mb_udp_open(mb_runtime_t *rt, mb_pid_t owner, int port, const mb_sockopts_t *o, mb_port_t **out);
+
 /* DNS: resolves host on the loop; c gets {{addr, ...}} or {nil, reason}. */
 enum { MB_DNS_ANY = 0, MB_DNS_INET = 4, MB_DNS_INET6 = 6 };
 int mb_dns_resolve(mb_port_cmd_t *c, const char *host, int family);
