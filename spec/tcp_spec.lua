@@ -4,8 +4,8 @@ local tcp = require "moonbeam.tcp"
 package.path = package.path .. ";spec/support/?.lua"
 local spin = require("spin").spin
 -- Spawned functions are copied with their upvalues: locals, not busted's globals.
-local type, assert, error, ipairs, table, string, tostring, rawequal =
-  type, assert, error, ipairs, table, string, tostring, rawequal
+local type, assert, error, ipairs, table, string, tostring, rawequal, tonumber =
+  type, assert, error, ipairs, table, string, tostring, rawequal, tonumber
 
 local function run(fn) return mb.run(fn, {schedulers = 2}) end
 
@@ -551,6 +551,19 @@ describe("moonbeam.tcp", function()
         recv(tagged("tcp_closed", c))
         tcp.close(c)
       end)
+    end)
+
+    it("out of descriptors (EMFILE): the acceptor backs off and keeps serving", function()
+      -- a child lua5.4 with a low descriptor limit runs spec/support/emfile.lua
+      local p = assert(io.popen(("ulimit -n 48 && timeout 60 %s spec/support/emfile.lua 2>&1")
+        :format(os.getenv("MB_LUA") or "lua5.4")))
+      local out = p:read("a")
+      p:close()
+      local why, accepted, total, served = out:match("connect stopped with (%w+); accepted (%d+) of (%d+), then served: (%w+)")
+      assert.are.equal("emfile", why, out)
+      assert.is_true(tonumber(total) > 0, out)
+      assert.are.equal(total, accepted, out)
+      assert.are.equal("yes", served, out)
     end)
 
     it("sends 100 MB in one call", function()
