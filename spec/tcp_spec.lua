@@ -613,6 +613,23 @@ describe("moonbeam.tcp", function()
     end)
   end)
 
+  describe("examples", function()
+    local function selftest(file)
+      local p = assert(io.popen(("timeout 60 %s %s --selftest 2>&1"):format(os.getenv("MB_LUA") or "lua5.4", file)))
+      local out = p:read("a")
+      p:close()
+      return out
+    end
+    it("examples/echo.lua serves 50 clients through its acceptor pool", function()
+      assert.matches("echo selftest: 50/50 clients echoed", selftest("examples/echo.lua"))
+    end)
+    it("examples/tcp_chat.lua: nicknames, rooms, /who, /msg and /join over real sockets", function()
+      local out = selftest("examples/tcp_chat.lua")
+      assert.matches("tcp_chat selftest: ok", out)
+      assert.matches("#lobby <joe> hello, ada", out, 1, true)
+    end)
+  end)
+
   describe("latency under load", function()
     it("a spinning process on the owner's scheduler adds about a slice to a socket's latency", function()
       run(function()
