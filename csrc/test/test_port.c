@@ -278,7 +278,7 @@ static int server_step(actor_t *a, mb_proc_t *self, const mb_msg_t *m) {
     mb_sockopts_t o;
     mb_sockopts_default(&o);
     strcpy(o.address, "127.0.0.1");
-    if (mb_tcp_listen(a->rt, mb_self(self), 0, &o, &a->port)) abort();
+    if (mb_tcp_listen(a->rt, mb_self(self), 0, &o, NULL, &a->port)) abort();
     mb_port_cmd_t *c = mb_port_cmd_new(a->rt, MB_TCP_SOCKNAME, mb_self(self), mb_make_ref(a->rt));
     MB_CHECK(mb_port_submit(a->port, c) == MB_PORT_DONE);
     size_t n;
@@ -336,7 +336,7 @@ static int client_step(actor_t *a, mb_proc_t *self, const mb_msg_t *m) {
     mb_sockopts_t o;
     mb_sockopts_default(&o);
     o.set = 0;
-    MB_CHECK(mb_tcp_connect(c, "127.0.0.1", atomic_load(&tcp_port_no), &o, 5000) == MB_PORT_PENDING);
+    MB_CHECK(mb_tcp_connect(c, "127.0.0.1", atomic_load(&tcp_port_no), &o, 5000, NULL, NULL) == MB_PORT_PENDING);
     return 0;
   }
   size_t n;
