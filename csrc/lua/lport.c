@@ -285,4 +285,6 @@ void mbl_open_io(lua_State *L) {
   mbl_push_box(L);
   luaL_setfuncs(L, fns, 1);
   mbl_open_tcp(L);
+  mbl_open_udp(L);
+  mbl_open_tls(L);
 }
