@@ -61,17 +61,6 @@ static void push_port(lua_State *L, uint64_t id, mb_port_t *p) {
   push_cache(L);
   if (lua_rawgeti(L, -1, (lua_Integer)id) == LUA_TUSERDATA) {
     port_ud *u = lua_touserdata(L, -1);
-    if (u->p && !mb_port_is_open(u->p)) {
-      /* a closed port's value; ids restart with each runtime, so in a VM that
-       * outlived an earlier runtime (mb.run twice) the id may now be a live port */
-      mbl_vm_t *vm = p ? NULL : mbl_vm(L);
-      mb_port_t *now = p && p != u->p ? p : vm && id >> 56 == 0 ? mb_port_lookup(vm->brt->rt, id) : NULL;
-      if (now) {
-        if (p) mb_port_ref(p);
-        mb_port_unref(u->p);
-        u->p = now;
-      }
-    }
     if (!u->p && p) { /* a value made while the port was unknown here */
       mb_port_ref(p);
       u->p = p;
