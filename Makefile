@@ -39,7 +39,8 @@ LUA_CFLAGS := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell pkg-config --cflags lua
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 UV_CFLAGS  := $(if $(LIBUV_INCDIR),-I$(LIBUV_INCDIR))
 UV_LIBS    := $(if $(LIBUV_LIBDIR),-L$(LIBUV_LIBDIR)) -luv
-SYS_LIBS   := -lpthread
+SSL_LIBS   := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
+SYS_LIBS   := $(SSL_LIBS) -lpthread
 
 # ------------------------------------------------------------------ sanitizers
 # `make asan` and `make tsan` rerun `check` with SANITIZER set, CC=$(SAN_CC) and
@@ -80,7 +81,7 @@ ALL_LDFLAGS = $(LDFLAGS) $(SAN_FLAGS)
 # ------------------------------------------------------------------ sources
 # Wildcards: files appear in csrc/ as the core is written.
 
-CORE_SRC := $(sort $(wildcard csrc/core/*.c))
+CORE_SRC := $(sort $(wildcard csrc/core/*.c) $(wildcard csrc/io/*.c))
 LUA_SRC  := $(sort $(wildcard csrc/lua/*.c))
 TEST_SRC := $(sort $(wildcard csrc/test/test_*.c))
 CORE_OBJ := $(CORE_SRC:csrc/%.c=$(BUILD)/obj/%.o)
@@ -119,7 +120,7 @@ RUN_CMD     = env $(SPEC_VARS) $(LUA) examples/supervision_tree.lua
 # ------------------------------------------------------------------ Debian packages
 
 DEB_PACKAGES := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted \
-                luarocks lua-check valgrind clang libclang-rt-14-dev
+                luarocks lua-check valgrind clang libclang-rt-14-dev libssl-dev openssl
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: all deps test check run _run bench asan tsan fuzz _fuzz rock install-rock c-tests \
@@ -133,6 +134,10 @@ ifeq ($(LUA_SRC),)
 endif
 
 $(BUILD)/obj/core/%.o: csrc/core/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/io/%.o: csrc/io/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 

@@ -72,6 +72,7 @@ struct mb_proc {
   uint8_t klossy;                 /* an insert failed: lookups fall back to walking the queue */
   atomic_int trap_exit;            /* written by the owner, read by inspectors */
   uint8_t timed_out, exit_pending;
+  atomic_int owns_ports;           /* set (never cleared) once it owned a port: exit closes them */
   /* registry and pubsub, under their locks */
   char *name;                     /* name_len bytes and a NUL */
   size_t name_len;

@@ -58,6 +58,12 @@ struct mb_runtime {
   pthread_t sig_thread;
   uv_loop_t sig_loop;
   uv_async_t sig_async;
+  /* ports (csrc/io/port.c), set when the first port opens: closes a process's
+   * ports as it exits, a loop's ports before the loop closes, then frees */
+  void *io;
+  void (*io_proc_exit)(mb_proc_t *p);
+  void (*io_loop_close)(mb_sched_t *s);
+  void (*io_free)(mb_runtime_t *rt);
 };
 
 /* Registry and pubsub cleanup for an exiting process. */

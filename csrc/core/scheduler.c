@@ -227,6 +227,12 @@ static void iteration(mb_sched_t *s, int may_block, uint64_t budget_ns) {
       now = mb_now_ns();
       if (now - start > budget_ns) break;
       fire_timers(s, now);
+      /* I/O is polled at least once a slice, so a spinner delays a socket's
+       * data by about one slice (one epoll_wait a slice when busy) */
+      if (now - s->last_poll_ns >= s->rt->slice_ns) {
+        uv_run(&s->loop, UV_RUN_NOWAIT);
+        s->last_poll_ns = now;
+      }
     }
   }
   now = mb_now_ns();

@@ -13,7 +13,8 @@ enum {
   MB_ETF_STRING = 107, MB_ETF_LIST = 108, MB_ETF_BINARY = 109,
   MB_ETF_SMALL_BIG = 110, MB_ETF_LARGE_BIG = 111, MB_ETF_NEW_REF = 114,
   MB_ETF_SMALL_ATOM = 115, MB_ETF_MAP = 116, MB_ETF_ATOM_UTF8 = 118,
-  MB_ETF_SMALL_ATOM_UTF8 = 119
+  MB_ETF_SMALL_ATOM_UTF8 = 119,
+  MB_ETF_PORT = 102, MB_ETF_NEW_PORT = 89, MB_ETF_V4_PORT = 120
 };
 
 /* Starts an encoder over the caller's buf[0..cap): it never grows it (a term

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 #include "lmb.h"
+#include "lport.h"
+#include "lsysio.h"
 #include "lterm.h"
 
 static mb_pid_t self_pid(lua_State *L) {
@@ -509,6 +511,8 @@ int luaopen_moonbeam_core(lua_State *L) {
   ((mbl_box_t *)lua_touserdata(L, -2))->pid_mt = lua_topointer(L, -1);
   lua_pop(L, 1);
   luaL_setfuncs(L, funcs, 1);
+  mbl_open_io(L); /* ports: lport.c */
+  mbl_open_sysio(L);
   luaL_newmetatable(L, "moonbeam.exit");
   lua_setfield(L, -2, "exit_mt");
   return 1;

@@ -32,6 +32,8 @@ typedef struct mbl_rt {
    * loads it before its first crash report (one report format everywhere) */
   atomic_int crash_logger;   /* any VM set the logger's crash handler: written by any scheduler thread */
   int64_t vm_memory;       /* limit of each VM's Lua heap (bytes), 0: none */
+  struct mb_pool *pool;    /* mb.blocking's workers (lblocking.c), made on first use */
+  int pool_size;           /* opts.blocking_pool, 0: the default */
 } mbl_rt_t;
 
 struct mbl_vm {

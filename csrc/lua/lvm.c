@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lmb.h"
+#include "lsysio.h"
 #include "lterm.h"
 
 static const char VM_KEY = 0;
@@ -200,8 +201,10 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
   } else if (!lua_isnoneornil(L, opts_idx)) {
     luaL_typeerror(L, opts_idx, "table");
   }
+  int pool_size = mbl_blocking_opt(L, opts_idx); /* opts.blocking_pool (lblocking.c) */
   mbl_rt_t *brt = calloc(1, sizeof *brt);
   if (!brt) luaL_error(L, "out of memory");
+  brt->pool_size = pool_size;
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   brt->main_L = lua_tothread(L, -1);
   lua_pop(L, 1);
@@ -246,6 +249,7 @@ static mbl_rt_t *new_runtime(lua_State *L, int opts_idx, int host) {
 }
 
 static void free_runtime(mbl_rt_t *brt) {
+  mbl_blocking_shutdown(brt);
   mb_runtime_free(brt->rt);
   free(brt->path);
   free(brt->cpath);

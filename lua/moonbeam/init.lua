@@ -57,7 +57,7 @@ end
 --- is ended by an exit signal, an exit error with that reason is raised
 --- (`mb.exit_reason(err)`, e.g. "killed").
 ---@param main function
----@param opts? {schedulers?: integer, shutdown?: number}
+---@param opts? {schedulers?: integer, shutdown?: number, blocking_pool?: integer}
 ---@return any ...
 function mb.run(main, opts)
   -- misuse raises at the caller's line
@@ -309,5 +309,7 @@ end
 --- loads (moonbeam.logger does) to cover all schedulers.
 ---@type fun(fn?: fun(pid: moonbeam.pid, name: string?, message: string, traceback: string, value: any))
 mb.set_crash_handler = core.set_crash_handler
+
+mb.blocking, mb.blocking_pool = require("moonbeam.blocking").run, require("moonbeam.blocking").pool
 
 return mb
