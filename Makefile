@@ -37,9 +37,10 @@ REQ_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -Icsrc/include -Icsrc -MMD -MP
 # luarocks passes LUA_INCDIR and LIBUV_INCDIR/LIBUV_LIBDIR; otherwise pkg-config.
 LUA_CFLAGS := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell pkg-config --cflags lua5.4 2>/dev/null))
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
-UV_CFLAGS  := $(if $(LIBUV_INCDIR),-I$(LIBUV_INCDIR))
+UV_CFLAGS  := $(if $(LIBUV_INCDIR),-I$(LIBUV_INCDIR)) $(if $(OPENSSL_INCDIR),-I$(OPENSSL_INCDIR))
 UV_LIBS    := $(if $(LIBUV_LIBDIR),-L$(LIBUV_LIBDIR)) -luv
-SSL_LIBS   := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
+# luarocks passes OPENSSL_LIBDIR; otherwise pkg-config (TLS: csrc/io/tls.c).
+SSL_LIBS   := $(if $(OPENSSL_LIBDIR),-L$(OPENSSL_LIBDIR) -lssl -lcrypto,$(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto))
 SYS_LIBS   := $(SSL_LIBS) -lpthread
 
 # ------------------------------------------------------------------ sanitizers
