@@ -564,6 +564,7 @@ describe("moonbeam.tcp", function()
       assert.is_true(tonumber(total) > 0, out)
       assert.are.equal(total, accepted, out)
       assert.are.equal("yes", served, out)
+      assert.matches("accepted while out of descriptors: 0", out, 1, true)
     end)
 
     it("sends 100 MB in one call", function()
