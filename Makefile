@@ -264,12 +264,15 @@ bench: deps
 	env $(SPEC_VARS) $(LUA) bench/run.lua $(BENCH_ARGS)
 
 # ------------------------------------------------------------------ fuzz
-# libFuzzer on the term decoder; not part of `make test`.
+# libFuzzer on the term decoder and on TCP input framing (csrc/io/tcp.c's
+# mb_packet_next), FUZZ_SECONDS each; not part of `make test`.
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_SRC     := csrc/test/fuzz_term.c csrc/core/term.c csrc/core/ids.c
 FUZZ_BIN     := $(BUILD)/fuzz_term
+FUZZ_PACKET_SRC := csrc/test/fuzz_packet.c $(CORE_SRC)
+FUZZ_PACKET_BIN := $(BUILD)/fuzz_packet
 
 fuzz: deps
 	@$(MAKE) --no-print-directory _fuzz
@@ -283,12 +286,22 @@ _fuzz:
 	if [ -d csrc/test/fuzz_corpus ]; then cp -R csrc/test/fuzz_corpus/. $(BUILD)/fuzz-corpus/; fi
 	./$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-artifacts/ \
 	  $(BUILD)/fuzz-corpus
+	@$(MAKE) --no-print-directory $(FUZZ_PACKET_BIN)
+	rm -rf $(BUILD)/fuzz-packet-corpus && mkdir -p $(BUILD)/fuzz-packet-corpus
+	./$(FUZZ_PACKET_BIN) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-artifacts/ \
+	  $(BUILD)/fuzz-packet-corpus
 
 $(FUZZ_BIN): $(wildcard $(FUZZ_SRC)) $(wildcard csrc/include/*.h csrc/core/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc/include -Icsrc \
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
 	  -o $@ $(FUZZ_SRC) $(SYS_LIBS)
+
+$(FUZZ_PACKET_BIN): $(wildcard $(FUZZ_PACKET_SRC)) $(wildcard csrc/include/*.h csrc/core/*.h csrc/io/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc/include -Icsrc $(UV_CFLAGS) \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	  -o $@ $(FUZZ_PACKET_SRC) $(UV_LIBS) $(SYS_LIBS) -lm
 
 # ------------------------------------------------------------------ luarocks
 # moonbeam-scm-1.rockspec (build type "make") runs `make rock` with CFLAGS,
