@@ -170,12 +170,13 @@ local rest = client:read("a")
 client:close()
 os.execute("kill " .. pid)
 server:close()
+local label = ("%d connections: "):format(conns)
 if peak and base then
-  row(("%d connections: server memory per connection"):format(conns), ("%.2f"):format((peak - base) * 1024 / conns / 1024), "KB")
+  row(label .. "server memory per connection", ("%.2f"):format((peak - base) / conns), "KB")
 else
-  row(("%d connections: server memory per connection"):format(conns), "failed: " .. tostring(line), "")
+  row(label .. "server memory per connection", "failed: " .. tostring(line), "")
 end
-row(("%d connections: echoed messages per second"):format(conns), tonumber((rest or ""):match("msgs_per_s (%d+)")) or rest, "msg/s")
+row(label .. "echoed messages per second", tonumber((rest or ""):match("msgs_per_s (%d+)")) or rest, "msg/s")
 
 print(("%-60s %12s %s"):format("figure", "value", "unit"))
 for _, r in ipairs(rows) do print(("%-60s %12s %s"):format(r[1], tostring(r[2]), r[3])) end
