@@ -1227,6 +1227,14 @@ static uint64_t now_ms(mb_port_t *p) {
 /* Accepts while connections and acceptors are both there. */
 static void accept_some(listener_t *l) {
   while (l->waiting && !l->backoff) {
+    if (!mb_alive(l->base.rt, l->waiting->caller)) { /* an acceptor that died waiting */
+      mb_port_cmd_t *gone = l->waiting;
+      l->waiting = gone->next;
+      if (!l->waiting) l->waiting_tail = &l->waiting;
+      mb_port_res_error(gone, "noproc");
+      mb_port_reply(gone);
+      continue;
+    }
     int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
