@@ -41,7 +41,7 @@ UV_CFLAGS  := $(if $(LIBUV_INCDIR),-I$(LIBUV_INCDIR)) $(if $(OPENSSL_INCDIR),-I$
 UV_LIBS    := $(if $(LIBUV_LIBDIR),-L$(LIBUV_LIBDIR)) -luv
 # luarocks passes OPENSSL_LIBDIR; otherwise pkg-config (TLS: csrc/io/tls.c).
 SSL_LIBS   := $(if $(OPENSSL_LIBDIR),-L$(OPENSSL_LIBDIR) -lssl -lcrypto,$(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto))
-SYS_LIBS   := $(SSL_LIBS) -lpthread
+SYS_LIBS   := -lpthread
 
 # ------------------------------------------------------------------ sanitizers
 # `make asan` and `make tsan` rerun `check` with SANITIZER set, CC=$(SAN_CC) and
@@ -82,7 +82,9 @@ ALL_LDFLAGS = $(LDFLAGS) $(SAN_FLAGS)
 # ------------------------------------------------------------------ sources
 # Wildcards: files appear in csrc/ as the core is written.
 
-CORE_SRC := $(sort $(wildcard csrc/core/*.c) $(wildcard csrc/io/*.c))
+# csrc/io/tls.c is not in the core: it is the moonbeam.tls_core module, the
+# one object linked with OpenSSL (loaded by moonbeam.tls when TLS is used).
+CORE_SRC := $(sort $(wildcard csrc/core/*.c) $(filter-out csrc/io/tls.c,$(wildcard csrc/io/*.c)))
 LUA_SRC  := $(sort $(wildcard csrc/lua/*.c))
 TEST_SRC := $(sort $(wildcard csrc/test/test_*.c))
 CORE_OBJ := $(CORE_SRC:csrc/%.c=$(BUILD)/obj/%.o)
@@ -92,6 +94,7 @@ STATIC_LIB := $(BUILD)/libmoonbeam.a
 SHARED_LIB := $(BUILD)/libmoonbeam.so
 LUA_LIB    := $(BUILD)/libmoonbeam_lua.a
 MODULE     := $(BUILD)/moonbeam/core.so
+TLS_MODULE := $(BUILD)/moonbeam/tls_core.so
 
 C_TESTS    := $(TEST_SRC:csrc/test/%.c=$(BUILD)/test/%)
 LUA_TESTS  := $(filter $(BUILD)/test/test_l%,$(C_TESTS))
@@ -129,7 +132,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # ------------------------------------------------------------------ build
 
-all: $(STATIC_LIB) $(SHARED_LIB) $(if $(LUA_SRC),$(MODULE))
+all: $(STATIC_LIB) $(SHARED_LIB) $(if $(LUA_SRC),$(MODULE) $(TLS_MODULE))
 ifeq ($(LUA_SRC),)
 	@echo "note: csrc/lua has no .c files yet; $(MODULE) not built"
 endif
@@ -141,6 +144,15 @@ $(BUILD)/obj/core/%.o: csrc/core/%.c
 $(BUILD)/obj/io/%.o: csrc/io/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/tls/tls.o: csrc/io/tls.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) -c -o $@ $<
+
+# OpenSSL's TLS for TCP ports (see csrc/io/tls.h): a module of its own.
+$(TLS_MODULE): $(BUILD)/obj/tls/tls.o
+	@mkdir -p $(@D)
+	$(CC) $(LIBFLAG) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 $(BUILD)/obj/lua/%.o: csrc/lua/%.c
 	@mkdir -p $(@D)
@@ -312,7 +324,7 @@ rock:
 ifeq ($(LUA_SRC),)
 	@echo "rock: csrc/lua has no .c files yet: the Lua module cannot be built" >&2; exit 1
 else
-	@$(MAKE) --no-print-directory $(MODULE)
+	@$(MAKE) --no-print-directory $(MODULE) $(TLS_MODULE)
 endif
 
 install-rock:
@@ -320,6 +332,7 @@ install-rock:
 	  { echo "install-rock: set LIBDIR, LUADIR and BINDIR (luarocks does)" >&2; exit 1; }
 	install -d '$(LIBDIR)/moonbeam' '$(LUADIR)/moonbeam'
 	install -m 755 $(MODULE) '$(LIBDIR)/moonbeam/core.so'
+	install -m 755 $(TLS_MODULE) '$(LIBDIR)/moonbeam/tls_core.so'
 	@if [ -d lua/moonbeam ]; then \
 	  find lua/moonbeam -name '*.lua' | sort | while read -r f; do \
 	    echo "install -D -m 644 $$f '$(LUADIR)/$${f#lua/}'"; \
