@@ -37,10 +37,11 @@ REQ_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -Icsrc/include -Icsrc -MMD -MP
 # luarocks passes LUA_INCDIR and LIBUV_INCDIR/LIBUV_LIBDIR; otherwise pkg-config.
 LUA_CFLAGS := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell pkg-config --cflags lua5.4 2>/dev/null))
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
-UV_CFLAGS  := $(if $(LIBUV_INCDIR),-I$(LIBUV_INCDIR))
+UV_CFLAGS  := $(if $(LIBUV_INCDIR),-I$(LIBUV_INCDIR)) $(if $(OPENSSL_INCDIR),-I$(OPENSSL_INCDIR))
 UV_LIBS    := $(if $(LIBUV_LIBDIR),-L$(LIBUV_LIBDIR)) -luv
-SSL_LIBS   := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
-SYS_LIBS   := $(SSL_LIBS) -lpthread
+# luarocks passes OPENSSL_LIBDIR; otherwise pkg-config (TLS: csrc/io/tls.c).
+SSL_LIBS   := $(if $(OPENSSL_LIBDIR),-L$(OPENSSL_LIBDIR) -lssl -lcrypto,$(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto))
+SYS_LIBS   := -lpthread
 
 # ------------------------------------------------------------------ sanitizers
 # `make asan` and `make tsan` rerun `check` with SANITIZER set, CC=$(SAN_CC) and
@@ -81,7 +82,9 @@ ALL_LDFLAGS = $(LDFLAGS) $(SAN_FLAGS)
 # ------------------------------------------------------------------ sources
 # Wildcards: files appear in csrc/ as the core is written.
 
-CORE_SRC := $(sort $(wildcard csrc/core/*.c) $(wildcard csrc/io/*.c))
+# csrc/io/tls.c is not in the core: it is the moonbeam.tls_core module, the
+# one object linked with OpenSSL (loaded by moonbeam.tls when TLS is used).
+CORE_SRC := $(sort $(wildcard csrc/core/*.c) $(filter-out csrc/io/tls.c,$(wildcard csrc/io/*.c)))
 LUA_SRC  := $(sort $(wildcard csrc/lua/*.c))
 TEST_SRC := $(sort $(wildcard csrc/test/test_*.c))
 CORE_OBJ := $(CORE_SRC:csrc/%.c=$(BUILD)/obj/%.o)
@@ -91,6 +94,7 @@ STATIC_LIB := $(BUILD)/libmoonbeam.a
 SHARED_LIB := $(BUILD)/libmoonbeam.so
 LUA_LIB    := $(BUILD)/libmoonbeam_lua.a
 MODULE     := $(BUILD)/moonbeam/core.so
+TLS_MODULE := $(BUILD)/moonbeam/tls_core.so
 
 C_TESTS    := $(TEST_SRC:csrc/test/%.c=$(BUILD)/test/%)
 LUA_TESTS  := $(filter $(BUILD)/test/test_l%,$(C_TESTS))
@@ -128,7 +132,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # ------------------------------------------------------------------ build
 
-all: $(STATIC_LIB) $(SHARED_LIB) $(if $(LUA_SRC),$(MODULE))
+all: $(STATIC_LIB) $(SHARED_LIB) $(if $(LUA_SRC),$(MODULE) $(TLS_MODULE))
 ifeq ($(LUA_SRC),)
 	@echo "note: csrc/lua has no .c files yet; $(MODULE) not built"
 endif
@@ -140,6 +144,15 @@ $(BUILD)/obj/core/%.o: csrc/core/%.c
 $(BUILD)/obj/io/%.o: csrc/io/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/tls/tls.o: csrc/io/tls.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) -c -o $@ $<
+
+# OpenSSL's TLS for TCP ports (see csrc/io/tls.h): a module of its own.
+$(TLS_MODULE): $(BUILD)/obj/tls/tls.o
+	@mkdir -p $(@D)
+	$(CC) $(LIBFLAG) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
 $(BUILD)/obj/lua/%.o: csrc/lua/%.c
 	@mkdir -p $(@D)
@@ -263,12 +276,15 @@ bench: deps
 	env $(SPEC_VARS) $(LUA) bench/run.lua $(BENCH_ARGS)
 
 # ------------------------------------------------------------------ fuzz
-# libFuzzer on the term decoder; not part of `make test`.
+# libFuzzer on the term decoder and on TCP input framing (csrc/io/tcp.c's
+# mb_packet_next), FUZZ_SECONDS each; not part of `make test`.
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_SRC     := csrc/test/fuzz_term.c csrc/core/term.c csrc/core/ids.c csrc/core/alloc.c
 FUZZ_BIN     := $(BUILD)/fuzz_term
+FUZZ_PACKET_SRC := csrc/test/fuzz_packet.c $(CORE_SRC)
+FUZZ_PACKET_BIN := $(BUILD)/fuzz_packet
 
 fuzz: deps
 	@$(MAKE) --no-print-directory _fuzz
@@ -282,12 +298,22 @@ _fuzz:
 	if [ -d csrc/test/fuzz_corpus ]; then cp -R csrc/test/fuzz_corpus/. $(BUILD)/fuzz-corpus/; fi
 	./$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-artifacts/ \
 	  $(BUILD)/fuzz-corpus
+	@$(MAKE) --no-print-directory $(FUZZ_PACKET_BIN)
+	rm -rf $(BUILD)/fuzz-packet-corpus && mkdir -p $(BUILD)/fuzz-packet-corpus
+	./$(FUZZ_PACKET_BIN) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-artifacts/ \
+	  $(BUILD)/fuzz-packet-corpus
 
 $(FUZZ_BIN): $(wildcard $(FUZZ_SRC)) $(wildcard csrc/include/*.h csrc/core/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc/include -Icsrc \
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
 	  -o $@ $(FUZZ_SRC) $(SYS_LIBS)
+
+$(FUZZ_PACKET_BIN): $(wildcard $(FUZZ_PACKET_SRC)) $(wildcard csrc/include/*.h csrc/core/*.h csrc/io/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc/include -Icsrc $(UV_CFLAGS) \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	  -o $@ $(FUZZ_PACKET_SRC) $(UV_LIBS) $(SYS_LIBS) -lm
 
 # ------------------------------------------------------------------ luarocks
 # moonbeam-scm-1.rockspec (build type "make") runs `make rock` with CFLAGS,
@@ -298,7 +324,7 @@ rock:
 ifeq ($(LUA_SRC),)
 	@echo "rock: csrc/lua has no .c files yet: the Lua module cannot be built" >&2; exit 1
 else
-	@$(MAKE) --no-print-directory $(MODULE)
+	@$(MAKE) --no-print-directory $(MODULE) $(TLS_MODULE)
 endif
 
 install-rock:
@@ -306,6 +332,7 @@ install-rock:
 	  { echo "install-rock: set LIBDIR, LUADIR and BINDIR (luarocks does)" >&2; exit 1; }
 	install -d '$(LIBDIR)/moonbeam' '$(LUADIR)/moonbeam'
 	install -m 755 $(MODULE) '$(LIBDIR)/moonbeam/core.so'
+	install -m 755 $(TLS_MODULE) '$(LIBDIR)/moonbeam/tls_core.so'
 	@if [ -d lua/moonbeam ]; then \
 	  find lua/moonbeam -name '*.lua' | sort | while read -r f; do \
 	    echo "install -D -m 644 $$f '$(LUADIR)/$${f#lua/}'"; \

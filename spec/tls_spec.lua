@@ -3,7 +3,7 @@
 local mb = require "moonbeam"
 local tls = require "moonbeam.tls"
 local tcp = require "moonbeam.tcp"
-local type, assert, error, string, tostring = type, assert, error, string, tostring
+local type, assert, error, string = type, assert, error, string
 
 local dir = os.tmpname()
 os.remove(dir)

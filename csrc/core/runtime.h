@@ -60,7 +60,7 @@ struct mb_runtime {
   uv_async_t sig_async;
   /* ports (csrc/io/port.c), set when the first port opens: closes a process's
    * ports as it exits, a loop's ports before the loop closes, then frees */
-  void *io;
+  _Atomic(void *) io;
   void (*io_proc_exit)(mb_proc_t *p);
   void (*io_loop_close)(mb_sched_t *s);
   void (*io_free)(mb_runtime_t *rt);

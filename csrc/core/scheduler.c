@@ -185,6 +185,12 @@ static int spin_for_work(mb_sched_t *s, uint64_t now_ns) {
       uint64_t t = mb_now_ns();
       if (t / 1000000u >= earliest_ms) return 1;
       if (t - now_ns > SPIN_NS) return 0;
+      /* with ports on this loop, their I/O is watched while spinning too
+       * (else socket data waits out the spin); it may wake local processes */
+      if ((i & 255) == 0 && atomic_load_explicit(&s->rt->io, memory_order_relaxed)) {
+        uv_run(&s->loop, UV_RUN_NOWAIT);
+        if (s->rq_head) return 1;
+      }
     }
   }
 }

@@ -66,6 +66,13 @@ int mb_udp_open(mb_runtime_t *rt, mb_pid_t owner, int port, const mb_sockopts_t 
 enum { MB_DNS_ANY = 0, MB_DNS_INET = 4, MB_DNS_INET6 = 6 };
 int mb_dns_resolve(mb_port_cmd_t *c, const char *host, int family);
 
+/* Framing of received bytes (tcp.c): the next packet in b[0..len) for
+ * `packet` mode: 1 with *skip header bytes then *n payload bytes, 0 if it is
+ * not complete yet, UV_E2BIG past packet_size. `want`: raw mode's length (0:
+ * all); at_end: no more input will come. Pure: the fuzz target drives it. */
+int mb_packet_next(int packet, size_t buffer, size_t packet_size, int at_end, const uint8_t *b,
+                   size_t len, size_t want, size_t *skip, size_t *n);
+
 /* The text form of an address and its port. */
 int mb_sockaddr_text(const struct sockaddr *sa, char *ip, size_t cap, int *port);
 /* Parses ip (literal, "localhost", "any"/"" per family) and port. */

@@ -61,7 +61,7 @@ static void io_loop_close(mb_sched_t *s);
 static void io_free(mb_runtime_t *rt);
 
 static mb_io_t *get_io(mb_runtime_t *rt) {
-  _Atomic(void *) *slot = (_Atomic(void *) *)&rt->io;
+  _Atomic(void *) *slot = &rt->io;
   mb_io_t *io = atomic_load_explicit(slot, memory_order_acquire);
   if (io) return io;
   io = calloc(1, sizeof *io);
@@ -227,7 +227,7 @@ int mb_port_open(mb_port_t *p) {
 }
 
 mb_port_t *mb_port_lookup(mb_runtime_t *rt, uint64_t id) {
-  mb_io_t *io = atomic_load_explicit((_Atomic(void *) *)&rt->io, memory_order_acquire);
+  mb_io_t *io = atomic_load_explicit(&rt->io, memory_order_acquire);
   if (!io) return NULL;
   pthread_mutex_lock(&io->lock);
   mb_port_t *p = io->by_id[hash64(id)];

@@ -221,49 +221,54 @@ static void buf_consume(tcp_t *t, size_t n) {
   }
 }
 
-/* The next complete packet in the buffer: returns 1 with *skip header bytes
- * and *n payload bytes, 0 if incomplete, or a negative error (too big). At
- * EOF an incomplete line or raw tail counts as a packet. */
-static int next_packet(tcp_t *t, size_t want, size_t *skip, size_t *n) {
-  const uint8_t *b = t->buf + t->off;
-  size_t len = t->len;
+/* The next complete packet in b[0..len): returns 1 with *skip header bytes
+ * and *n payload bytes, 0 if incomplete, or UV_E2BIG past packet_size. At the
+ * end of input an incomplete line or raw tail counts as a packet. */
+int mb_packet_next(int packet, size_t buffer, size_t packet_size, int at_end, const uint8_t *b,
+                   size_t len, size_t want, size_t *skip, size_t *n) {
   *skip = 0;
   if (len == 0) return 0;
-  switch (t->packet) {
+  switch (packet) {
   case 0:
     if (want == 0) {
       *n = len;
       return 1;
     }
-    if (len >= want || t->eof || t->err) {
+    if (len >= want || at_end) {
       *n = len < want ? len : want;
       return 1;
     }
     return 0;
   case 1: case 2: case 4: {
-    size_t h = (size_t)t->packet, plen = 0;
+    size_t h = (size_t)packet, plen = 0;
     if (len < h) return 0;
     for (size_t i = 0; i < h; i++) plen = plen << 8 | b[i];
-    if (t->packet_size && plen > t->packet_size) return UV_E2BIG;
+    if (packet_size && plen > packet_size) return UV_E2BIG;
     if (len - h < plen) return 0;
     *skip = h;
     *n = plen;
     return 1;
   }
   default: { /* line */
-    size_t lim = len < t->buffer ? len : t->buffer;
+    if (buffer == 0) buffer = 1;
+    size_t lim = len < buffer ? len : buffer;
     const uint8_t *nl = memchr(b, '\n', lim);
     if (nl) {
       *n = (size_t)(nl - b) + 1;
       return 1;
     }
-    if (len >= t->buffer || t->eof || t->err) { /* longer than the buffer, or the last one */
+    if (len >= buffer || at_end) { /* longer than the buffer, or the last one */
       *n = lim;
       return 1;
     }
     return 0;
   }
   }
+}
+
+static int next_packet(tcp_t *t, size_t want, size_t *skip, size_t *n) {
+  return mb_packet_next(t->packet, t->buffer, t->packet_size, t->eof || t->err, t->buf + t->off,
+                        t->len, want, skip, n);
 }
 
 static void send_data(tcp_t *t, const uint8_t *data, size_t n) {
@@ -1222,6 +1227,14 @@ static uint64_t now_ms(mb_port_t *p) {
 /* Accepts while connections and acceptors are both there. */
 static void accept_some(listener_t *l) {
   while (l->waiting && !l->backoff) {
+    if (!mb_alive(l->base.rt, l->waiting->caller)) { /* an acceptor that died waiting */
+      mb_port_cmd_t *gone = l->waiting;
+      l->waiting = gone->next;
+      if (!l->waiting) l->waiting_tail = &l->waiting;
+      mb_port_res_error(gone, "noproc");
+      mb_port_reply(gone);
+      continue;
+    }
     int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;

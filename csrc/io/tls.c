@@ -1,4 +1,9 @@
-/* tls.c: TLS over TCP ports with OpenSSL's memory BIOs. The TCP port moves
+/* tls.c: the Lua module moonbeam.tls_core (build/moonbeam/tls_core.so, the
+ * only object linked with OpenSSL, loaded by moonbeam.tls on first use): its
+ * luaopen returns the table of TLS functions that the core's TCP ports call
+ * (tls.h, mb_tls_install), so a program without TLS never loads OpenSSL.
+ *
+ * TLS over TCP ports with OpenSSL's memory BIOs. The TCP port moves
  * ciphertext between its socket and the BIOs (tcp.c); this file owns the
  * OpenSSL objects: contexts (verification on by default: the peer's chain
  * against the system's or the given CAs, and the host name; SNI; ALPN) and
@@ -8,6 +13,7 @@
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <lua.h>
 #include "io/tls.h"
 
 struct mb_tls_ctx {
@@ -44,7 +50,7 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
   return SSL_TLSEXT_ERR_OK;
 }
 
-mb_tls_ctx_t *mb_tls_ctx_new(int server, const mb_tls_opts_t *o, char *err, size_t cap) {
+static mb_tls_ctx_t *ossl_ctx_new(int server, const mb_tls_opts_t *o, char *err, size_t cap) {
   mb_tls_ctx_t *c = calloc(1, sizeof *c);
   if (!c) {
     snprintf(err, cap, "out of memory");
@@ -103,16 +109,16 @@ fail:
   return NULL;
 }
 
-void mb_tls_ctx_ref(mb_tls_ctx_t *c) { atomic_fetch_add(&c->refs, 1); }
+static void ossl_ctx_ref(mb_tls_ctx_t *c) { atomic_fetch_add(&c->refs, 1); }
 
-void mb_tls_ctx_unref(mb_tls_ctx_t *c) {
+static void ossl_ctx_unref(mb_tls_ctx_t *c) {
   if (c && atomic_fetch_sub(&c->refs, 1) == 1) {
     SSL_CTX_free(c->ctx);
     free(c);
   }
 }
 
-mb_tls_t *mb_tls_new(mb_tls_ctx_t *c, const char *host) {
+static mb_tls_t *ossl_new(mb_tls_ctx_t *c, const char *host) {
   mb_tls_t *t = calloc(1, sizeof *t);
   if (!t) return NULL;
   t->ssl = SSL_new(c->ctx);
@@ -128,7 +134,7 @@ mb_tls_t *mb_tls_new(mb_tls_ctx_t *c, const char *host) {
   BIO_set_mem_eof_return(t->in, -1);
   SSL_set_bio(t->ssl, t->in, t->out); /* the SSL owns the BIOs now */
   t->ctx = c;
-  mb_tls_ctx_ref(c);
+  ossl_ctx_ref(c);
   if (c->server) {
     SSL_set_accept_state(t->ssl);
   } else {
@@ -148,14 +154,14 @@ mb_tls_t *mb_tls_new(mb_tls_ctx_t *c, const char *host) {
   return t;
 }
 
-void mb_tls_free(mb_tls_t *t) {
+static void ossl_free(mb_tls_t *t) {
   if (!t) return;
   SSL_free(t->ssl);
-  mb_tls_ctx_unref(t->ctx);
+  ossl_ctx_unref(t->ctx);
   free(t);
 }
 
-int mb_tls_feed(mb_tls_t *t, const void *data, size_t len) {
+static int ossl_feed(mb_tls_t *t, const void *data, size_t len) {
   return BIO_write(t->in, data, (int)len) == (int)len ? 0 : -1;
 }
 
@@ -173,20 +179,20 @@ static int why(mb_tls_t *t, int r, char *err, size_t cap) {
   return MB_TLS_ERROR;
 }
 
-int mb_tls_handshake(mb_tls_t *t, char *err, size_t cap) {
+static int ossl_handshake(mb_tls_t *t, char *err, size_t cap) {
   int r = SSL_do_handshake(t->ssl);
   if (r == 1) return 1;
   return why(t, r, err, cap);
 }
 
-int mb_tls_read(mb_tls_t *t, void *buf, size_t cap, char *err, size_t ecap) {
+static int ossl_read(mb_tls_t *t, void *buf, size_t cap, char *err, size_t ecap) {
   size_t n = 0;
   int r = SSL_read_ex(t->ssl, buf, cap, &n);
   if (r == 1) return (int)n;
   return why(t, 0, err, ecap);
 }
 
-int mb_tls_write(mb_tls_t *t, const void *data, size_t len, char *err, size_t cap) {
+static int ossl_write(mb_tls_t *t, const void *data, size_t len, char *err, size_t cap) {
   size_t done = 0;
   while (done < len) { /* memory BIOs take everything: this never waits */
     size_t n = 0;
@@ -196,19 +202,19 @@ int mb_tls_write(mb_tls_t *t, const void *data, size_t len, char *err, size_t ca
   return 0;
 }
 
-size_t mb_tls_pending(mb_tls_t *t) { return BIO_ctrl_pending(t->out); }
+static size_t ossl_pending(mb_tls_t *t) { return BIO_ctrl_pending(t->out); }
 
-size_t mb_tls_take(mb_tls_t *t, void *buf, size_t cap) {
+static size_t ossl_take(mb_tls_t *t, void *buf, size_t cap) {
   int n = BIO_read(t->out, buf, (int)cap);
   return n > 0 ? (size_t)n : 0;
 }
 
-void mb_tls_close_notify(mb_tls_t *t) {
+static void ossl_close_notify(mb_tls_t *t) {
   if (SSL_is_init_finished(t->ssl)) SSL_shutdown(t->ssl);
   ERR_clear_error();
 }
 
-const char *mb_tls_alpn(mb_tls_t *t, size_t *len) {
+static const char *ossl_alpn(mb_tls_t *t, size_t *len) {
   const unsigned char *p = NULL;
   unsigned n = 0;
   SSL_get0_alpn_selected(t->ssl, &p, &n);
@@ -216,6 +222,17 @@ const char *mb_tls_alpn(mb_tls_t *t, size_t *len) {
   return (const char *)p;
 }
 
-const char *mb_tls_server_name(mb_tls_t *t) { return SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name); }
+static const char *ossl_server_name(mb_tls_t *t) { return SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name); }
 
-const char *mb_tls_version(mb_tls_t *t) { return SSL_get_version(t->ssl); }
+static const char *ossl_version(mb_tls_t *t) { return SSL_get_version(t->ssl); }
+
+static const mb_tls_ops_t ossl_ops = {
+    ossl_ctx_new, ossl_ctx_ref,  ossl_ctx_unref,   ossl_new,          ossl_free,
+    ossl_feed,    ossl_handshake, ossl_read,       ossl_write,        ossl_pending,
+    ossl_take,    ossl_close_notify, ossl_alpn,    ossl_server_name,  ossl_version};
+
+/* require "moonbeam.tls_core" -> a light userdata: the table for core.tls_install. */
+int luaopen_moonbeam_tls_core(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&ossl_ops);
+  return 1;
+}

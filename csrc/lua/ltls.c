@@ -93,8 +93,16 @@ static int l_tlsinfo(lua_State *L) {
   return mbl_port_run(L, p, mbl_port_cmd(L, MB_TCP_TLSINFO));
 }
 
+/* tls_install(ops): the light userdata require "moonbeam.tls_core" returns. */
+static int l_install(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  mb_tls_install(lua_touserdata(L, 1));
+  return 0;
+}
+
 void mbl_open_tls(lua_State *L) {
-  static const luaL_Reg fns[] = {{"tls_context", l_context}, {"tls_info", l_tlsinfo}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"tls_context", l_context}, {"tls_info", l_tlsinfo},
+                                 {"tls_install", l_install}, {NULL, NULL}};
   mbl_push_box(L);
   luaL_setfuncs(L, fns, 1);
 }

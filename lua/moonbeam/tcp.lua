@@ -99,6 +99,8 @@ function tcp.controlling_process(sock, pid)
   if not owner then return nil, "closed" end
   if owner ~= mb.self() then return nil, "not_owner" end
   if pid == owner then return true end
+  local info = core.port_info(sock)
+  if info and info.type ~= "tcp" then return core.port_set_owner(sock, pid) end -- a listener
   local opts = core.tcp_getopts(sock)
   local active = opts and opts.active
   if opts and active ~= false then core.tcp_setopts(sock, {active = false}) end

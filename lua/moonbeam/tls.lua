@@ -12,6 +12,9 @@ local tcp = require "moonbeam.tcp"
 
 local tls = {}
 
+-- OpenSSL lives in its own module, loaded here, so programs without TLS never load it.
+core.tls_install(require "moonbeam.tls_core")
+
 local TLS_KEYS = {certfile = true, keyfile = true, cafile = true, alpn = true, verify = true,
                   verify_peer = true, server_name = true, context = true}
 
