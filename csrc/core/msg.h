@@ -40,7 +40,11 @@ struct mb_msg {
   mb_ref_t ref;         /* DOWN, MONITOR, DEMONITOR, REPLY */
 };
 
-enum { MB_MF_RESERVE = 1 }; /* a block of a runtime's reserve: freeing gives it back */
+enum {
+  MB_MF_RESERVE = 1, /* a block of a runtime's reserve: freeing gives it back */
+  MB_MF_IO_REPLY = 2 /* a REPLY from the runtime's own I/O (ports, files, the blocking
+                      * pool): exactly one per request, kept without an alias monitor */
+};
 
 /* The signal reserve: fixed-size message blocks set aside when a runtime
  * starts, taken when malloc fails for a signal that must not be lost. */

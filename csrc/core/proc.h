@@ -148,6 +148,11 @@ int mb_mons_remove(mb_proc_t *p, mb_ref_t ref, int watching, mb_monitor_t *out);
 
 
 
+/* Replies of the runtime's own I/O (ports, file requests, the blocking pool):
+ * each request gets exactly one, kept whether or not the ref is an alias
+ * monitor of `to` (MB_MF_IO_REPLY). The caller waits for it by ref. */
+int mb_send_io_reply(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, const uint8_t *term, size_t len);
+
 /* Private queue (mailbox.c, owner thread). */
 void mb_queue_append(mb_proc_t *p, mb_msg_t *m);
 void mb_queue_reset_scan(mb_proc_t *p);

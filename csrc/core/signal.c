@@ -246,6 +246,10 @@ static void apply(mb_proc_t *p, mb_msg_t *m) {
      * active alias of the receiver, i.e. a monitor it holds that has not
      * fired, been removed or abandoned, nor already taken a reply. So a late
      * or second reply never reaches the mailbox, and no ref list is kept. */
+    if (m->flags & MB_MF_IO_REPLY) { /* one per request: nothing late or second */
+      mb_queue_append(p, m);
+      return;
+    }
     mb_monitor_t *mo = mb_mons_find(p, m->ref, 1);
     if (mo && mo->alias) {
       mo->alias = 0;
@@ -412,6 +416,16 @@ int mb_send_reply(mb_runtime_t *rt, mb_pid_t from, mb_pid_t to, mb_ref_t ref, co
                   size_t len) {
   if (!term || len < 2 || len > UINT32_MAX) return MB_EBADTERM;
   return send_signal(rt, MB_K_REPLY, from, to, ref, term, len);
+}
+
+int mb_send_io_reply(mb_runtime_t *rt, mb_pid_t to, mb_ref_t ref, const uint8_t *term, size_t len) {
+  if (!term || len < 2 || len > UINT32_MAX) return MB_EBADTERM;
+  mb_msg_t *m = mb_msg_new(MB_K_REPLY, 0, term, len);
+  if (!m) return MB_ENOMEM;
+  m->ref = ref;
+  m->flags |= MB_MF_IO_REPLY;
+  mb_deliver(rt, to, m);
+  return 0;
 }
 
 int mb_abandon_reply(mb_proc_t *self, mb_ref_t ref) {

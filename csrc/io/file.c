@@ -39,7 +39,7 @@ typedef struct req {
 static void send_reply(req_t *r, mb_enc_t *e) {
   size_t len;
   uint8_t *b = mb_enc_finish(e, &len);
-  if (b) mb_send_reply(r->rt, 0, r->to, r->ref, b, len);
+  if (b) mb_send_io_reply(r->rt, r->to, r->ref, b, len);
   free(b);
 }
 
@@ -720,7 +720,7 @@ static void on_open(uv_fs_t *fs) {
   mb_enc_port(&e, fp->base.id);
   size_t len;
   uint8_t *b = mb_enc_finish(&e, &len);
-  if (b) mb_send_reply(fp->base.rt, 0, fp->opener, fp->open_ref, b, len);
+  if (b) mb_send_io_reply(fp->base.rt, fp->opener, fp->open_ref, b, len);
   free(b);
 }
 

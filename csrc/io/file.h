@@ -1,7 +1,7 @@
 /* file.h: files through uv_fs on the calling scheduler's loop (csrc/io).
  *
  * Every request is made on a scheduler's thread (MB_EINVAL elsewhere) and is
- * answered by one reply message tagged ref (mb_send_reply) to `to`: the term
+ * answered by one reply message tagged ref (mb_send_io_reply) to `to`: the term
  * {Ref, Value...} on success, {Ref, nil, Reason} on failure, where Reason is
  * the lower-case errno name ("enoent", "eacces", "emfile") or "eof". The disk
  * work runs on libuv's thread pool; no scheduler waits for the disk. */

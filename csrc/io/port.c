@@ -404,6 +404,7 @@ void mb_port_reply(mb_port_cmd_t *c) {
   if (block && rt) {
     mb_msg_t *m = mb_msg_from_block(block, total, 0);
     m->kind = MB_K_REPLY;
+    m->flags |= MB_MF_IO_REPLY; /* one reply per command: no alias needed */
     m->ref = c->ref;
     mb_deliver(rt, c->caller, m);
   } else {

@@ -4,13 +4,14 @@
  * the standard libraries and the runtime's package.path and package.cpath. A
  * job is the function and arguments packed as spawn packs them (mbl_pack), the
  * caller's pid and a ref; the worker unpacks and calls it and replies
- * {Ref, true, Result...} or {Ref, false, Error} (mb_send_reply) while the caller
+ * {Ref, true, Result...} or {Ref, false, Error} (mb_send_io_reply) while the caller
  * waits in mbl_await, so the caller's scheduler runs its other processes. A
  * caller that died meanwhile gets nothing: sending to a dead pid is a no-op.
  * The pool is made on first use and lives in the runtime's mbl_rt_t. */
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/proc.h"
 #include "io/blocking.h"
 #include "lsysio.h"
 #include "lterm.h"
@@ -100,7 +101,7 @@ static int call_job(lua_State *L) {
 }
 
 static void reply(job_t *j, const uint8_t *term, size_t len) {
-  mb_send_reply(j->brt->rt, 0, j->caller, j->ref, term, len);
+  mb_send_io_reply(j->brt->rt, j->caller, j->ref, term, len);
 }
 
 /* {Ref, false, Message} */

@@ -1,7 +1,7 @@
 /* lsysio.h: the Lua binding of files, subprocesses and mb.blocking (csrc/io).
  *
  * Each request a process makes (a file operation, a blocking job) is answered
- * by one reply message tagged with a fresh ref (mb_send_reply), whose term is
+ * by one reply message tagged with a fresh ref (mb_send_io_reply), whose term is
  * {Ref, Value...}: the process marks its mailbox, issues the request, and waits
  * for that reply alone (mbl_await), as a gen call does, decoding nothing else.
  * The values become the Lua function's results. */
