@@ -85,6 +85,11 @@ LUA_SRC  := $(sort $(wildcard csrc/lua/*.c))
 TEST_SRC := $(sort $(wildcard csrc/test/test_*.c))
 CORE_OBJ := $(CORE_SRC:csrc/%.c=$(BUILD)/obj/%.o)
 LUA_OBJ  := $(LUA_SRC:csrc/%.c=$(BUILD)/obj/%.o)
+# csrc/http: HTTP/1.1 over libhttp-parser, WebSocket over libwslay; OpenSSL for
+# the binding's crypto (lcrypto.c). Linked into the Lua module and its tests.
+HTTP_SRC  := $(sort $(wildcard csrc/http/*.c))
+HTTP_OBJ  := $(HTTP_SRC:csrc/%.c=$(BUILD)/obj/%.o)
+HTTP_LIBS := -lhttp_parser -lwslay -lcrypto
 
 STATIC_LIB := $(BUILD)/libmoonbeam.a
 SHARED_LIB := $(BUILD)/libmoonbeam.so
@@ -120,6 +125,7 @@ RUN_CMD     = env $(SPEC_VARS) $(LUA) examples/supervision_tree.lua
 
 DEB_PACKAGES := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted \
                 luarocks lua-check valgrind clang libclang-rt-14-dev
+DEB_PACKAGES += libhttp-parser-dev libwslay-dev libssl-dev lua-cjson curl nodejs npm
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: all deps test check run _run bench asan tsan fuzz _fuzz rock install-rock c-tests \
@@ -133,6 +139,10 @@ ifeq ($(LUA_SRC),)
 endif
 
 $(BUILD)/obj/core/%.o: csrc/core/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/http/%.o: csrc/http/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -153,15 +163,15 @@ $(SHARED_LIB): $(CORE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) -shared $(ALL_LDFLAGS) -o $@ $^ $(UV_LIBS) $(SYS_LIBS)
 
-$(LUA_LIB): $(LUA_OBJ)
+$(LUA_LIB): $(LUA_OBJ) $(HTTP_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@
 	$(AR) rcs $@ $^
 
 # The module is loaded by lua5.4, which provides the Lua API: never link liblua.
-$(MODULE): $(LUA_OBJ) $(CORE_OBJ)
+$(MODULE): $(LUA_OBJ) $(CORE_OBJ) $(HTTP_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LIBFLAG) $(ALL_LDFLAGS) -o $@ $^ $(UV_LIBS) $(SYS_LIBS)
+	$(CC) $(LIBFLAG) $(ALL_LDFLAGS) -o $@ $^ $(UV_LIBS) $(HTTP_LIBS) $(SYS_LIBS)
 
 $(CORE_TESTS): $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(STATIC_LIB)
 	@mkdir -p $(@D)
@@ -170,7 +180,7 @@ $(CORE_TESTS): $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(STATIC_LIB)
 $(LUA_TESTS): $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(LUA_LIB) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -Wl,--as-needed -o $@ $< $(LUA_LIB) $(STATIC_LIB) $(LUA_LIBS) \
-	  $(UV_LIBS) $(SYS_LIBS) -lm -ldl
+	  $(UV_LIBS) $(HTTP_LIBS) $(SYS_LIBS) -lm -ldl
 
 $(BUILD)/examples/%: examples/c/%.c $(STATIC_LIB)
 	@mkdir -p $(@D)

@@ -487,5 +487,6 @@ int luaopen_moonbeam_core(lua_State *L) {
   luaL_setfuncs(L, funcs, 1);
   luaL_newmetatable(L, "moonbeam.exit");
   lua_setfield(L, -2, "exit_mt");
+  mbl_open_http(L);
   return 1;
 }

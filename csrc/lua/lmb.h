@@ -126,4 +126,9 @@ int mbl_encode_reason(lua_State *L, int idx, mb_enc_t *e, char *err, size_t errl
 /* Crash reports: calls the VM's reporter (set by moonbeam/init.lua) or prints. */
 void mbl_report_crash(mbl_vm_t *vm, mbl_proc_t *lp, int erridx);
 
+/* lhttp.c, lcrypto.c: core.http (parser, WebSocket codec) and core.crypto, set
+ * in the table on top of the stack. */
+void mbl_open_http(lua_State *L);
+void mbl_open_crypto(lua_State *L);
+
 #endif
