@@ -5,7 +5,8 @@
  * WOULDBLOCK when it is used up), and send_cb appends to `out`, which never
  * refuses, so libwslay's own queue empties on every take_output. A failure seen
  * in a callback that returns nothing (frame too large, bad UTF-8) is stored in
- * `fail` and raised at the next recv_cb, which makes wslay_event_recv stop. */
+ * `fail`, the close is queued there, and the next recv_cb says there is no more
+ * input, which makes wslay_event_recv stop. */
 #include "http/ws.h"
 
 #include <openssl/rand.h>
@@ -55,11 +56,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
                        void *user) {
   (void)flags;
   mb_ws_t *ws = user;
-  if (ws->fail) {
-    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-    return -1;
-  }
-  if (ws->in_len == 0) {
+  if (ws->fail || ws->in_len == 0) {
     wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
     return -1;
   }
@@ -104,16 +101,19 @@ static void frame_start_cb(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_start_arg *arg, void *user) {
   (void)ctx;
   mb_ws_t *ws = user;
-  if (arg->payload_length > ws->lim.max_frame && !ws->fail) ws->fail = 1009;
+  if (arg->payload_length > ws->lim.max_frame && !ws->fail) {
+    ws->fail = 1009;
+    wslay_event_queue_close(ctx, 1009, NULL, 0);
+  }
 }
 
 static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                    void *user) {
-  (void)ctx;
   mb_ws_t *ws = user;
   if (ws->fail) return;
   if (arg->opcode == WSLAY_TEXT_FRAME && !mb_ws_utf8_valid(arg->msg, arg->msg_length)) {
     ws->fail = 1007;
+    wslay_event_queue_close(ctx, 1007, NULL, 0);
     return;
   }
   if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
@@ -172,28 +172,23 @@ int mb_ws_feed(mb_ws_t *ws, const uint8_t *data, size_t len, mb_ws_on_msg cb, vo
   ws->in_len = 0;
   ws->cb = noop_cb;
   if (ws->fail) {
-    wslay_event_shutdown_read(ws->ctx);
-    if (!wslay_event_get_close_sent(ws->ctx))
-      wslay_event_queue_close(ws->ctx, (uint16_t)ws->fail, NULL, 0);
+    wslay_event_shutdown_read(ws->ctx);   /* the close is queued by the callback */
     return -ws->fail;
   }
   if (r == WSLAY_ERR_NOMEM || ws->oom) {
     ws->oom = 1;
     return -1;
   }
-  if (r != 0) {
-    /* libwslay found a protocol error and queued its own close (1002 or 1009) */
+  if (r != 0 || (!wslay_event_get_read_enabled(ws->ctx) &&
+                 !wslay_event_get_close_received(ws->ctx))) {
+    /* libwslay stopped reading on a protocol error, bad UTF-8 or a message too
+     * big, and queued its close: frame it now to learn the code it chose */
+    if (wslay_event_want_write(ws->ctx)) wslay_event_send(ws->ctx);
     ws->fail = wslay_event_get_status_code_sent(ws->ctx);
-    if (ws->fail == 0 || ws->fail == 1005) {
+    if (ws->fail == 0 || ws->fail == 1005 || ws->fail == 1006) {
       ws->fail = 1002;
-      if (!wslay_event_get_close_sent(ws->ctx)) wslay_event_queue_close(ws->ctx, 1002, NULL, 0);
+      wslay_event_queue_close(ws->ctx, 1002, NULL, 0);
     }
-    return -ws->fail;
-  }
-  if (!wslay_event_get_read_enabled(ws->ctx) && !wslay_event_get_close_received(ws->ctx)) {
-    /* read stopped without a close from the peer: the message was too big */
-    ws->fail = wslay_event_get_status_code_sent(ws->ctx);
-    if (!ws->fail || ws->fail == 1005) ws->fail = 1009;
     return -ws->fail;
   }
   return 0;
@@ -205,14 +200,13 @@ int mb_ws_send(mb_ws_t *ws, int opcode, const uint8_t *data, size_t len) {
 }
 
 int mb_ws_close(mb_ws_t *ws, int code, const uint8_t *reason, size_t len) {
-  if (wslay_event_get_close_sent(ws->ctx)) return -1;
   return wslay_event_queue_close(ws->ctx, (uint16_t)code, reason, len);
 }
 
 const uint8_t *mb_ws_take_output(mb_ws_t *ws, size_t *len) {
-  ws->out_len = 0;
   if (!ws->oom && wslay_event_want_write(ws->ctx)) wslay_event_send(ws->ctx);
   *len = ws->out_len;
+  ws->out_len = 0;   /* the bytes stay in place until the next append */
   return ws->out;
 }
 
