@@ -128,6 +128,8 @@ DEB_PACKAGES := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-b
 DEB_PACKAGES += libhttp-parser-dev libwslay-dev libssl-dev lua-cjson curl nodejs npm
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
+
+.PHONY: _fuzz_http
 .PHONY: all deps test check run _run bench asan tsan fuzz _fuzz rock install-rock c-tests \
         examples lint clean
 
@@ -287,12 +289,33 @@ _fuzz:
 	if [ -d csrc/test/fuzz_corpus ]; then cp -R csrc/test/fuzz_corpus/. $(BUILD)/fuzz-corpus/; fi
 	./$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-artifacts/ \
 	  $(BUILD)/fuzz-corpus
+	@$(MAKE) --no-print-directory _fuzz_http
 
 $(FUZZ_BIN): $(wildcard $(FUZZ_SRC)) $(wildcard csrc/include/*.h csrc/core/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc/include -Icsrc \
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
 	  -o $@ $(FUZZ_SRC) $(SYS_LIBS)
+
+# The HTTP request path and the WebSocket frame path (csrc/http), each with its
+# own seed corpus csrc/test/fuzz_corpus_<name>.
+FUZZ_HTTP_NAMES := http ws
+FUZZ_HTTP_BINS  := $(FUZZ_HTTP_NAMES:%=$(BUILD)/fuzz_%)
+
+_fuzz_http: $(FUZZ_HTTP_BINS)
+	@for n in $(FUZZ_HTTP_NAMES); do \
+	  rm -rf $(BUILD)/fuzz-corpus-$$n && mkdir -p $(BUILD)/fuzz-corpus-$$n $(BUILD)/fuzz-artifacts && \
+	  cp -R csrc/test/fuzz_corpus_$$n/. $(BUILD)/fuzz-corpus-$$n/ && \
+	  echo "./$(BUILD)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS)" && \
+	  ./$(BUILD)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-artifacts/ \
+	    $(BUILD)/fuzz-corpus-$$n || exit 1; \
+	done
+
+$(BUILD)/fuzz_%: csrc/test/fuzz_%.c $(HTTP_SRC) $(wildcard csrc/http/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc/include -Icsrc \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	  -o $@ $< $(HTTP_SRC) $(HTTP_LIBS) $(SYS_LIBS)
 
 # ------------------------------------------------------------------ luarocks
 # moonbeam-scm-1.rockspec (build type "make") runs `make rock` with CFLAGS,
