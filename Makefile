@@ -80,7 +80,7 @@ ALL_LDFLAGS = $(LDFLAGS) $(SAN_FLAGS)
 # ------------------------------------------------------------------ sources
 # Wildcards: files appear in csrc/ as the core is written.
 
-CORE_SRC := $(sort $(wildcard csrc/core/*.c))
+CORE_SRC := $(sort $(wildcard csrc/core/*.c) $(wildcard csrc/io/*.c))
 LUA_SRC  := $(sort $(wildcard csrc/lua/*.c))
 TEST_SRC := $(sort $(wildcard csrc/test/test_*.c))
 CORE_OBJ := $(CORE_SRC:csrc/%.c=$(BUILD)/obj/%.o)
@@ -141,6 +141,10 @@ ifeq ($(LUA_SRC),)
 endif
 
 $(BUILD)/obj/core/%.o: csrc/core/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/io/%.o: csrc/io/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 

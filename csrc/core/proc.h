@@ -68,6 +68,7 @@ struct mb_proc {
   uint32_t nabandoned;
   atomic_int trap_exit;            /* written by the owner, read by inspectors */
   uint8_t timed_out, exit_pending;
+  atomic_int owns_ports;           /* set (never cleared) once it owned a port: exit closes them */
   /* registry and pubsub, under their locks */
   char *name;
   char **topics;

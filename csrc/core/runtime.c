@@ -69,6 +69,7 @@ void mb_runtime_stop(mb_runtime_t *rt) {
 static void close_loop(mb_sched_t *s) {
   if (!s->rt) return; /* never initialised */
   if (s->index == 0) mb_ossignal_close(s->rt);
+  if (s->rt->io_loop_close) s->rt->io_loop_close(s);
   uv_close((uv_handle_t *)&s->wake, NULL);
   uv_close((uv_handle_t *)&s->sleep_timer, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -94,6 +95,7 @@ void mb_runtime_free(mb_runtime_t *rt) {
     for (int i = 0; i < rt->nsched; i++) close_loop(&rt->scheds[i]);
     free(rt->scheds);
   }
+  if (rt->io_free) rt->io_free(rt);
   mb_ptable_destroy(&rt->procs);
   mb_strmap_destroy(&rt->names, NULL);
   mb_strmap_destroy(&rt->topics, free);

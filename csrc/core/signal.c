@@ -193,6 +193,8 @@ void mb_proc_terminate(mb_proc_t *p, int shutdown) {
       }
     }
   }
+  if (atomic_load_explicit(&p->owns_ports, memory_order_seq_cst) && rt->io_proc_exit)
+    rt->io_proc_exit(p);
   mb_queue_free_all(p);
   if (p->wait_timer) {
     mb_timers_cancel(&p->sched->timers, p->wait_timer, 0);

@@ -60,6 +60,7 @@ int mb_spawn(mb_runtime_t *rt, const mb_behaviour_t *b, void *state, const mb_sp
   p->wait_timer = 0;
   atomic_store_explicit(&p->trap_exit, o && o->trap_exit, memory_order_relaxed);
   p->timed_out = p->exit_pending = 0;
+  atomic_store_explicit(&p->owns_ports, 0, memory_order_relaxed);
   /* Published only now: from here mb_proc_acquire succeeds, and anyone who
    * gets a ref (a sender, mb_runtime_stats, mb_proc_info) sees the fields above. */
   atomic_fetch_or_explicit(&p->ctl, MB_CTL_ALIVE, memory_order_release);

@@ -362,6 +362,24 @@ int mb_enc_ref(mb_enc_t *e, mb_ref_t ref)
   return 0;
 }
 
+int mb_enc_port(mb_enc_t *e, uint64_t id)
+{
+  uint64_t num = id & 0x00ffffffffffffffull;
+  int v4 = num > UINT32_MAX;
+  const uint8_t hdr[1] = {v4 ? MB_ETF_V4_PORT : MB_ETF_NEW_PORT};
+  uint8_t *p;
+  uint32_t cr;
+  int r = enc_node(e, hdr, 1, (uint32_t)(id >> 56), v4 ? 12 : 8, &p, &cr);
+  if (r) return r;
+  if (v4) {
+    mb_put32(p, (uint32_t)(num >> 32));
+    p += 4;
+  }
+  mb_put32(p, (uint32_t)num);
+  mb_put32(p + 4, cr);
+  return 0;
+}
+
 int mb_enc_term(mb_enc_t *e, const uint8_t *term, size_t len)
 {
   uint8_t *p;
@@ -443,7 +461,7 @@ static int ident_at(const uint8_t *p, const uint8_t *end, ident_t *id, const uin
   const uint8_t *q;
   size_t i, crn, avail;
   uint8_t tag = p[0];
-  id->nw = 2;
+  id->nw = tag == MB_ETF_PORT || tag == MB_ETF_NEW_PORT ? 1 : 2;
   if (tag == MB_ETF_NEW_REF || tag == MB_ETF_NEWER_REF) {
     if (end - p < 3) return BAD;
     id->nw = mb_be16(p + 1);
@@ -451,7 +469,7 @@ static int ident_at(const uint8_t *p, const uint8_t *end, ident_t *id, const uin
     p += 2;
   }
   if (atom_at(p + 1, end, &id->node, &id->nlen, &q)) return BAD;
-  crn = tag == MB_ETF_PID || tag == MB_ETF_NEW_REF ? 1 : 4;
+  crn = tag == MB_ETF_PID || tag == MB_ETF_NEW_REF || tag == MB_ETF_PORT ? 1 : 4;
   avail = (size_t)(end - q);
   if (avail < crn + 4 * id->nw) return BAD;
   if (tag == MB_ETF_NEWER_REF || tag == MB_ETF_NEW_REF) {
@@ -463,6 +481,10 @@ static int ident_at(const uint8_t *p, const uint8_t *end, ident_t *id, const uin
     id->creation = crn == 1 ? q[0] : mb_be32(q);
     q += crn;
     if (id->w[1] > SERIAL_MAX) return BAD;
+  } else if (tag == MB_ETF_PORT || tag == MB_ETF_NEW_PORT || tag == MB_ETF_V4_PORT) {
+    id->creation = crn == 1 ? q[0] : mb_be32(q);
+    q += crn;
+    if (tag == MB_ETF_V4_PORT && id->w[0] > 0x00ffffffu) return BAD; /* 56-bit numbers */
   }
   *next = q;
   return 0;
@@ -503,6 +525,7 @@ static int term_head(const uint8_t *p, const uint8_t *end, const uint8_t **next,
   case MB_ETF_ATOM: case MB_ETF_SMALL_ATOM: case MB_ETF_ATOM_UTF8: case MB_ETF_SMALL_ATOM_UTF8:
     return atom_at(p, end, &s, &n, next);
   case MB_ETF_NEW_PID: case MB_ETF_PID: case MB_ETF_NEWER_REF: case MB_ETF_NEW_REF:
+  case MB_ETF_PORT: case MB_ETF_NEW_PORT: case MB_ETF_V4_PORT:
     return ident_at(p, end, &id, next);
   case MB_ETF_SMALL_TUPLE:
     if (avail < 2) return BAD;
@@ -587,6 +610,7 @@ int mb_dec_type(const mb_dec_t *d)
   case MB_ETF_MAP: return MB_T_MAP;
   case MB_ETF_NEW_PID: case MB_ETF_PID: return MB_T_PID;
   case MB_ETF_NEWER_REF: case MB_ETF_NEW_REF: return MB_T_REF;
+  case MB_ETF_PORT: case MB_ETF_NEW_PORT: case MB_ETF_V4_PORT: return MB_T_PORT;
   default: return BAD;
   }
 }
@@ -746,6 +770,19 @@ int mb_dec_pid(mb_dec_t *d, mb_pid_t *pid)
   int node, r = dec_ident(d, MB_ETF_NEW_PID, MB_ETF_PID, &id, &node);
   if (!r) *pid = mb_pid_make((uint32_t)node, id.w[0], id.w[1]);
   return r;
+}
+
+int mb_dec_port(mb_dec_t *d, uint64_t *id)
+{
+  ident_t ident;
+  int node, r;
+  uint8_t t = d->p < d->end ? d->p[0] : 0;
+  if (t != MB_ETF_PORT && t != MB_ETF_NEW_PORT && t != MB_ETF_V4_PORT) return BAD;
+  r = dec_ident(d, t, t, &ident, &node);
+  if (r) return r;
+  uint64_t num = t == MB_ETF_V4_PORT ? (uint64_t)ident.w[0] << 32 | ident.w[1] : ident.w[0];
+  *id = (uint64_t)node << 56 | num;
+  return 0;
 }
 
 /* Only three id words fit mb_ref_t: more must be zero (else MB_EBADTERM). */

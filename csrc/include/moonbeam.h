@@ -114,6 +114,9 @@ int mb_enc_map(mb_enc_t *e, uint32_t pairs);
 int mb_enc_pid(mb_enc_t *e, mb_pid_t pid);
 /* Reference (NEWER_REFERENCE_EXT). */
 int mb_enc_ref(mb_enc_t *e, mb_ref_t ref);
+/* Port (NEW_PORT_EXT, or V4_PORT_EXT when the number needs more than 32 bits):
+ * id = node index << 56 | port number, as mb_port_id_t. */
+int mb_enc_port(mb_enc_t *e, uint64_t id);
 /* Appends an already encoded term (with its version byte), e.g. an exit reason. */
 int mb_enc_term(mb_enc_t *e, const uint8_t *term, size_t len);
 /* Ends encoding: returns the buffer (prefix + term; free() it) and its total
@@ -125,7 +128,7 @@ void mb_enc_discard(mb_enc_t *e);
 /* Term types as the decoder reports them. */
 typedef enum mb_type {
   MB_T_ATOM = 1, MB_T_INT, MB_T_FLOAT, MB_T_BINARY, MB_T_TUPLE, MB_T_LIST,
-  MB_T_NIL, MB_T_STRING, MB_T_MAP, MB_T_PID, MB_T_REF
+  MB_T_NIL, MB_T_STRING, MB_T_MAP, MB_T_PID, MB_T_REF, MB_T_PORT
 } mb_type_t;
 
 /* Checks that data[0..len) is exactly one well-formed term of supported types,
@@ -163,6 +166,8 @@ int mb_dec_nil(mb_dec_t *d);
 int mb_dec_map(mb_dec_t *d, uint32_t *pairs);
 /* Pid; its node name is looked up (and added) in the node table. */
 int mb_dec_pid(mb_dec_t *d, mb_pid_t *pid);
+/* Port (PORT_EXT, NEW_PORT_EXT or V4_PORT_EXT): node index << 56 | number. */
+int mb_dec_port(mb_dec_t *d, uint64_t *id);
 /* Reference (NEWER_REFERENCE_EXT or NEW_REFERENCE_EXT). */
 int mb_dec_ref(mb_dec_t *d, mb_ref_t *ref);
 /* Skips one whole term. */

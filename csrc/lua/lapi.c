@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include "lmb.h"
+#include "lport.h"
 #include "lterm.h"
 
 static const char CRASH_KEY = 0;
@@ -485,6 +486,7 @@ int luaopen_moonbeam_core(lua_State *L) {
   ((mbl_box_t *)lua_touserdata(L, -2))->pid_mt = lua_topointer(L, -1);
   lua_pop(L, 1);
   luaL_setfuncs(L, funcs, 1);
+  mbl_open_io(L); /* ports: lport.c */
   luaL_newmetatable(L, "moonbeam.exit");
   lua_setfield(L, -2, "exit_mt");
   mbl_open_http(L);

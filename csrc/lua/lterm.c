@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../core/term.h"
+#include "lport.h"
 
 /* Registry keys (addresses). */
 static const char k_nodes, k_kinds, k_pids, k_refs, k_atoms;
@@ -419,6 +420,7 @@ static int enc_userdata(enc_state *s, int idx)
   case K_REF: r = mb_enc_ref(s->e, *(mb_ref_t *)u); break;
   case K_ATOM: r = mb_enc_atom(s->e, u, lua_rawlen(L, idx)); break;
   default:
+    if (mbl_port_is(L, idx, NULL)) return mbl_port_encode(L, idx, s->e); /* lport.c */
     name = luaL_getmetafield(L, idx, "__name") == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     r = fail(s, MB_EINVAL, "cannot send a userdata", name);
     if (name) lua_pop(L, 1);
@@ -572,6 +574,12 @@ static int dec_value(lua_State *L, mb_dec_t *d, int depth)
     if ((r = mb_dec_pid(d, &pid))) return r;
     mb_lterm_pushpid(L, pid);
     return 0;
+  case MB_T_PORT: {
+    uint64_t port;
+    if ((r = mb_dec_port(d, &port))) return r;
+    mbl_port_push_id(L, port); /* lport.c */
+    return 0;
+  }
   case MB_T_REF:
     if ((r = mb_dec_ref(d, &ref))) return r;
     mb_lterm_pushref(L, ref);

@@ -623,9 +623,52 @@ MB_TEST(truncation)
   free(full);
 }
 
+/* Ports: NEW_PORT_EXT for 32-bit numbers, V4_PORT_EXT past them; PORT_EXT,
+ * NEW_PORT_EXT and V4_PORT_EXT all decode. */
+MB_TEST(ports)
+{
+  mb_enc_t e;
+  mb_dec_t d;
+  size_t len;
+  uint64_t id = 0;
+  uint8_t *b;
+  MB_REQUIRE(mb_enc_init(&e, NULL, 0) == 0);
+  mb_enc_port(&e, 12);
+  b = mb_enc_finish(&e, &len);
+  MB_REQUIRE(b != NULL);
+  MB_CHECK_EQ_INT(b[1], 89);
+  MB_CHECK_EQ_INT(mb_term_validate(b, len, 4), 0);
+  mb_dec_init(&d, NULL, b, len);
+  MB_CHECK_EQ_INT(mb_dec_type(&d), MB_T_PORT);
+  MB_CHECK_EQ_INT(mb_dec_port(&d, &id), 0);
+  MB_CHECK(id == 12);
+  MB_CHECK(d.p == d.end);
+  free(b);
+  mb_enc_init(&e, NULL, 0);
+  mb_enc_port(&e, 0x123456789aull);
+  b = mb_enc_finish(&e, &len);
+  MB_REQUIRE(b != NULL);
+  MB_CHECK_EQ_INT(b[1], 120);
+  mb_dec_init(&d, NULL, b, len);
+  MB_CHECK_EQ_INT(mb_dec_port(&d, &id), 0);
+  MB_CHECK(id == 0x123456789aull);
+  free(b);
+  /* PORT_EXT: node 'a@b', id 7, creation 1 byte */
+  static const uint8_t old[] = {131, 102, 119, 3, 'a', '@', 'b', 0, 0, 0, 7, 2};
+  MB_CHECK_EQ_INT(mb_term_validate(old, sizeof old, 4), 0);
+  mb_dec_init(&d, mb_nodes_new("me@host", 1), old, sizeof old);
+  MB_CHECK_EQ_INT(mb_dec_port(&d, &id), 0);
+  MB_CHECK((id & 0xffffffffu) == 7 && (id >> 56) == 1);
+  mb_nodes_free(d.nodes);
+  /* truncated, and not a port */
+  MB_CHECK_EQ_INT(mb_term_validate(old, sizeof old - 1, 4), MB_EBADTERM);
+  mb_dec_init(&d, NULL, B(131, 106));
+  MB_CHECK_EQ_INT(mb_dec_port(&d, &id), MB_EBADTERM);
+}
+
 MB_TEST(malformed)
 {
-  static const uint8_t unknown[] = {80, 117, 112, 113, 77, 102, 89, 99, 101, 0, 255, 131};
+  static const uint8_t unknown[] = {80, 117, 112, 113, 77, 99, 101, 0, 255, 131};
   size_t i;
   mb_dec_t d;
   uint32_t n;
@@ -636,7 +679,7 @@ MB_TEST(malformed)
   MB_CHECK_EQ_INT(mb_dec_init(&d, NULL, B(130, 106)), MB_EBADTERM);
   MB_CHECK_EQ_INT(mb_term_validate(B(131), 0), MB_EBADTERM);
   MB_CHECK_EQ_INT(mb_term_validate(NULL, 0, 0), MB_EBADTERM);
-  /* unknown or unsupported tags: compressed, fun, ports, bit binary, export, FLOAT_EXT */
+  /* unknown or unsupported tags: compressed, fun, bit binary, export, FLOAT_EXT */
   for (i = 0; i < sizeof unknown; i++) {
     uint8_t t[10] = {131, unknown[i], 0, 0, 0, 0, 0, 0, 0, 0};
     MB_CHECK_EQ_INT(mb_term_validate(t, sizeof t, 4), MB_EBADTERM);
@@ -723,6 +766,7 @@ int main(void)
   MB_RUN(nodes_threads);
   MB_RUN(encoder_buffer);
   MB_RUN(truncation);
+  MB_RUN(ports);
   MB_RUN(malformed);
   MB_RUN(depth);
   return mb_test_summary();
