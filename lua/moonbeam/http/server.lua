@@ -21,7 +21,9 @@
 --- max_headers (100: 431), max_body (8 MB: 413), header_timeout (10000 ms from a
 --- request's first byte to the end of its head: 408), body_timeout (30000 ms for
 --- the whole body: 408), idle_timeout (60000 ms between keep-alive requests),
---- max_keepalive (1000 requests a connection), log (fn(msg) for handler errors).
+--- max_keepalive (1000 requests a connection), drain_timeout (5000 ms), log
+--- (where handler errors go: moonbeam.logger by default, false for nowhere, or
+--- the name of a module with log(msg)).
 local core = require "moonbeam.core"
 local mb = require "moonbeam"
 local tcp = require "moonbeam.tcp"
@@ -331,8 +333,9 @@ function adapter.upgrade() return true end
 -- ------------------------------------------------------------ one request
 
 local function log_error(opts, msg)
-  if opts.log then
-    opts.log(msg)
+  if opts.log == false then return end
+  if type(opts.log) == "string" then
+    require(opts.log).log(msg)
   else
     local ok, logger = pcall(require, "moonbeam.logger")
     if ok and logger.error then pcall(logger.error, msg) else io.stderr:write(msg, "\n") end
