@@ -198,10 +198,26 @@ function Conn:close()
   self.sock = nil
 end
 
--- An error response that ends the connection.
+-- An error response that ends the connection. The close lingers: our side is
+-- shut for writing and what the client still sends is read and dropped for a
+-- moment (at most 1 s, 256 KB), so the kernel does not answer it with a reset
+-- that would destroy the response before the client reads it.
 function Conn:fail(status)
-  self:send(head_bytes(status, {}, {"content-length: 0\r\n", "connection: close\r\n",
+  local ok = self:send(head_bytes(status, {}, {"content-length: 0\r\n", "connection: close\r\n",
     "date: ", http_date(), "\r\n"}))
+  if ok and not self.closed then
+    local sock = self.sock
+    tcp.shutdown(sock, "write")
+    local deadline, left = mb.clock() + 1, 256 * 1024
+    while left > 0 do
+      local t = math.floor((deadline - mb.clock()) * 1000)
+      if t <= 0 then break end
+      tcp.setopts(sock, {active = "once"})
+      local m = mb.receive(function(x) return type(x) == "table" and x[2] == sock end, t)
+      if not m or m[1] ~= "tcp" then break end
+      left = left - #m[3]
+    end
+  end
   self:close()
 end
 
@@ -254,6 +270,8 @@ function adapter.read_body(conn, max)
   return table.concat(parts)
 end
 
+local function is_drain(m) return type(m) == "table" and m[1] == "$http_drain" end
+
 local function extra_lines(conn, status, x, body_len, headers)
   local extra = {}
   if not has(headers, "date") then extra[#extra + 1] = "date: " .. http_date() .. "\r\n" end
@@ -261,6 +279,7 @@ local function extra_lines(conn, status, x, body_len, headers)
     extra[#extra + 1] = "content-length: " .. body_len .. "\r\n"
   end
   local want_close = has(headers, "connection") == "close"
+  if not x.c.draining and mb.receive(is_drain, 0) then x.c.draining = true end
   if want_close or x.c.draining or x.c.requests >= x.c.opts.max_keepalive then x.keep_alive = false end
   if not x.keep_alive then
     if not want_close then extra[#extra + 1] = "connection: close\r\n" end
