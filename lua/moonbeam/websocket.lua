@@ -277,7 +277,7 @@ function M.connect(url, opts)
     return nil, "bad Sec-WebSocket-Accept"
   end
   local ws = core.http.ws(true, {max_frame = opts.max_frame, max_message = opts.max_message})
-  local c = setmetatable({sock = sock, ws = ws, queue = {}, qi = 1, headers = head.headers}, Client)
+  local c = setmetatable({sock = sock, ws = ws, queue = {}, qi = 1, qn = 0, headers = head.headers}, Client)
   if rest ~= "" then c:_input(rest) end
   return c
 end
@@ -290,7 +290,10 @@ end
 
 function Client:_input(data)
   local ev, code = self.ws:feed(data)
-  for _, e in ipairs(ev) do self.queue[#self.queue + 1] = e end
+  for _, e in ipairs(ev) do
+    self.qn = self.qn + 1
+    self.queue[self.qn] = e
+  end
   if code then self.failed = code end
   self:_flush()
 end
@@ -307,7 +310,7 @@ function Client:ping(data) return self:send("ping", data or "") end
 --- The next frame, waiting up to timeout ms (nil: forever).
 function Client:recv(timeout)
   local deadline = timeout and mb.clock() + timeout / 1000
-  while self.qi > #self.queue do
+  while self.qi > self.qn do
     if self.closed then return nil, "closed" end
     if self.failed then return nil, self.failed end
     local left = deadline and math.max(0, math.floor((deadline - mb.clock()) * 1000))
