@@ -129,7 +129,7 @@ DEB_PACKAGES += libhttp-parser-dev libwslay-dev libssl-dev lua-cjson curl nodejs
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 
-.PHONY: _fuzz_http
+.PHONY: _fuzz_http spec-deps
 .PHONY: all deps test check run _run bench asan tsan fuzz _fuzz rock install-rock c-tests \
         examples lint clean
 
@@ -244,6 +244,7 @@ check:
 	  env $(TEST_ENV) timeout -k 10 $(TEST_TIMEOUT) $(TEST_WRAP) ./$$t 2>&1 | tee $(LOGS)/c/$$n.out; \
 	  echo $${PIPESTATUS[0]} > $(LOGS)/c/$$n.rc; \
 	done
+	@$(MAKE) --no-print-directory spec-deps || echo "spec-deps: npm install failed (the ws specs will fail)"
 	@# one busted process per spec file: a crash or hang costs one file, and no
 	@# process accumulates the threads of hundreds of runtimes (TSan's limit)
 	@echo "== specs (LUA_CPATH=$(SPEC_LUA_CPATH))"; \
@@ -254,6 +255,13 @@ check:
 	  echo $${PIPESTATUS[0]} > $(LOGS)/tap/$$n.rc; \
 	done
 	@$(LUA) .ci/summarize $(LOGS)
+
+# JavaScript peers of the specs (npm's ws), installed into spec/support/node_modules.
+spec-deps:
+	@if [ ! -f spec/support/node_modules/ws/package.json ]; then \
+	  echo "spec-deps: npm install in spec/support"; \
+	  cd spec/support && npm install --no-audit --no-fund --silent; \
+	fi
 
 # ------------------------------------------------------------------ run
 
