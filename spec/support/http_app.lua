@@ -28,6 +28,7 @@ end)
 r:get("/crash", function() error("handler crash on purpose") end)
 r:get("/nothing", function() end)
 r:get("/big", function(conn) return conn:text(200, ("x"):rep(200000)) end)
+r:get("/redir", function(conn) return conn:redirect("/n/redirected") end)
 r:get("/pid", function(conn) return conn:text(200, tostring(mb.self())) end)
 r:get("/ws", function(conn)
   local q = conn:fetch_query_params().query_params

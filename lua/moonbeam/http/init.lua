@@ -17,4 +17,12 @@ setmetatable(M, {__index = function(t, k)
   end
 end})
 
+--- Sends a request (see moonbeam.http.client).
+function M.request(method, url, opts) return M.client.request(method, url, opts) end
+
+--- Starts a server (see moonbeam.http.server).
+function M.start(handler, opts) return M.server.start(handler, opts) end
+function M.start_link(handler, opts) return M.server.start_link(handler, opts) end
+function M.stop(srv) return M.server.stop(srv) end
+
 return M
