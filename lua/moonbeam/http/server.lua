@@ -549,6 +549,21 @@ function M.start(handler, opts) return start(false, handler, opts) end
 --- Same, linked to the caller (for supervisors).
 function M.start_link(handler, opts) return start(true, handler, opts) end
 
+--- A child spec for a supervisor: the listener is the child (its pid is what
+--- the supervisor sees); opts.id names it (default "http").
+function M.child_spec(handler, opts)
+  return {id = opts and opts.id or "http", start = {"moonbeam.http.server", "_start_child", {handler, opts}}}
+end
+
+function M._start_child(handler, opts)
+  local srv, err = start(true, handler, opts)
+  if not srv then return nil, err end
+  if opts and opts.on_start then
+    mb.send(mb.whereis(opts.on_start) or opts.on_start, {"http_started", srv.port})
+  end
+  return "ok", srv.pid
+end
+
 --- Graceful stop: stop accepting, let requests in flight finish (idle
 --- connections close at once), close what is left after opts.drain_timeout.
 function M.stop(srv)
