@@ -12,8 +12,8 @@
 --- connection's process on its own scheduler and hands it the socket. An
 --- acceptor that has max_connections / acceptors live connections stops
 --- accepting until one ends: further clients wait in the kernel's backlog
---- (backpressure, not a crash). A connection process reads with active "once",
---- parses in C, answers requests in order (keep-alive, pipelining), and may
+--- (backpressure, not a crash). A connection process reads with an active
+--- allowance of 8 messages (one setopts per 8 reads), parses in C, answers requests in order (keep-alive, pipelining), and may
 --- become a WebSocket (moonbeam.websocket).
 ---
 --- Options and defaults: port (0 = any), address ("any"), backlog (1024),
@@ -116,6 +116,8 @@ end
 local Conn = {}
 Conn.__index = Conn
 
+local ACTIVE_N = 8
+
 local function new_connection(sock, opts, srv_id)
   local c = setmetatable({
     sock = sock, opts = opts, srv_id = srv_id,
@@ -135,9 +137,14 @@ end
 function Conn:fill(deadline, idle)
   if self.closed then return nil, "closed" end
   if self.error or self.upgrade_rest then return nil, "closed" end
-  tcp.setopts(self.sock, {active = "once"})
   local sock = self.sock
   while true do
+    -- an allowance of several messages: one setopts per ACTIVE_N reads; the
+    -- socket says tcp_passive when it is used up
+    if not self.armed then
+      tcp.setopts(sock, {active = ACTIVE_N})
+      self.armed = true
+    end
     local timeout
     if deadline then
       timeout = math.floor((deadline - mb.clock()) * 1000)
@@ -163,6 +170,8 @@ function Conn:fill(deadline, idle)
     elseif kind == "tcp_closed" or kind == "tcp_error" then
       self.closed = true
       return nil, "closed"
+    elseif kind == "tcp_passive" then
+      self.armed = false
     end
   end
 end
