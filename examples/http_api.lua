@@ -1,7 +1,8 @@
 -- A JSON API: a router over a GenServer-backed key-value store, both under a
 -- supervisor. Try it with curl while it runs:
 --
---   LUA_PATH="lua/?.lua;lua/?/init.lua;examples/?.lua;;" LUA_CPATH="build/?.so;;" lua5.4 examples/http_api.lua [--port 8080] [--seconds N]
+--   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+--     lua5.4 examples/http_api.lua [--port 8080] [--seconds N]
 --   curl -s localhost:8080/items                        -> {}
 --   curl -s -X PUT -H 'content-type: application/json' -d '{"value": 42}' localhost:8080/items/answer
 --   curl -s localhost:8080/items/answer                 -> {"key":"answer","value":42}

@@ -1,7 +1,8 @@
 -- A WebSocket echo server with a page to try it in a browser, and a self-test
 -- through moonbeam's WebSocket client.
 --
---   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" lua5.4 examples/ws_echo.lua [--port 8080] [--self-test]
+--   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
+--     lua5.4 examples/ws_echo.lua [--port 8080] [--self-test]
 --   then open http://localhost:8080/ (or: node -e "..." with the ws package)
 local mb = require "moonbeam"
 local http = require "moonbeam.http"

@@ -205,7 +205,7 @@ function M.loop(sock, handler, state, opts, conn, rest, client)
       reason = reason or "closed"
       alive = false
     elseif type(m) == "table" and m[2] == sock and m[1] == "tcp_passive" then
-      -- allowance used up: re-armed at the top
+      alive = true   -- the allowance is used up: it is re-armed at the top of the loop
     elseif type(m) == "table" and m[1] == "$http_drain" then
       if not stopping then
         ws:close(1001, "")

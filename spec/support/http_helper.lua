@@ -62,7 +62,8 @@ function H.responses(bytes)
   local core = require "moonbeam.core"
   local p = core.http.parser("response")
   local ev = p:feed(bytes)
-  local out, cur = {}, nil
+  local out = {}
+  local cur
   for _, e in ipairs(ev) do
     if type(e) == "table" then
       cur = {status = e.status, headers = e.headers, body = ""}

@@ -47,8 +47,7 @@ end
 
 local unsafe = {POST = true, PUT = true, PATCH = true, DELETE = true}
 
-function M.plug(opts)
-  opts = opts or {}
+function M.plug()
   return function(conn)
     if not unsafe[conn.method] then return conn end
     local token = conn.headers["x-csrf-token"]

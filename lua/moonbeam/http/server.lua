@@ -13,8 +13,9 @@
 --- acceptor that has max_connections / acceptors live connections stops
 --- accepting until one ends: further clients wait in the kernel's backlog
 --- (backpressure, not a crash). A connection process reads with an active
---- allowance of 8 messages (one setopts per 8 reads), parses in C, answers requests in order (keep-alive, pipelining), and may
---- become a WebSocket (moonbeam.websocket).
+--- allowance of 8 messages (one setopts per 8 reads), parses in C, answers
+--- requests in order (keep-alive, pipelining), and may become a WebSocket
+--- (moonbeam.websocket).
 ---
 --- Options and defaults: port (0 = any), address ("any"), backlog (1024),
 --- acceptors (schedulers), max_connections (16384), max_head (16384 bytes: 431),
@@ -437,7 +438,7 @@ function M.connection(sock, handler_spec, opts, srv_id)
     local deadline = mb.clock() + (c.requests == 0 and opts.header_timeout or opts.idle_timeout) / 1000
     if not c:has_event() then
       if c.draining then break end
-      local ok, why = c:fill(deadline, true)
+      local ok = c:fill(deadline, true)
       if not ok then
         if c.error then c:fail(c.error) return end
         break
