@@ -292,7 +292,7 @@ describe("websocket server", function()
     node_ws:close()
     local line = with_ws(function(port)
       local file = os.tmpname()
-      os.execute(("node spec/support/ws_client.js ws://127.0.0.1:%d/ws > %s 2>&1 &"):format(port, file))
+      os.execute(("env -u LD_PRELOAD node spec/support/ws_client.js ws://127.0.0.1:%d/ws > %s 2>&1 &"):format(port, file))
       local out = ""
       for _ = 1, 200 do
         mb.sleep(100)
