@@ -125,11 +125,11 @@ RUN_CMD     = env $(SPEC_VARS) $(LUA) examples/supervision_tree.lua
 
 DEB_PACKAGES := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted \
                 luarocks lua-check valgrind clang libclang-rt-14-dev
-DEB_PACKAGES += libhttp-parser-dev libwslay-dev libssl-dev lua-cjson curl nodejs npm
+DEB_PACKAGES += libhttp-parser-dev libwslay-dev libssl-dev lua-cjson curl nodejs npm chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 
-.PHONY: _fuzz_http spec-deps
+.PHONY: _fuzz_http spec-deps bench-http
 .PHONY: all deps test check run _run bench asan tsan fuzz _fuzz rock install-rock c-tests \
         examples lint clean
 
@@ -256,9 +256,11 @@ check:
 	done
 	@$(LUA) .ci/summarize $(LOGS)
 
-# JavaScript peers of the specs (npm's ws), installed into spec/support/node_modules.
+# JavaScript peers of the specs (npm's ws and playwright-core, from
+# spec/support/package.json), installed into spec/support/node_modules.
 spec-deps:
-	@if [ ! -f spec/support/node_modules/ws/package.json ]; then \
+	@if [ ! -f spec/support/node_modules/ws/package.json ] || \
+	    [ ! -f spec/support/node_modules/playwright-core/package.json ]; then \
 	  echo "spec-deps: npm install in spec/support"; \
 	  cd spec/support && npm install --no-audit --no-fund --silent; \
 	fi
@@ -280,6 +282,12 @@ BENCH_ARGS ?=
 bench: deps
 	@$(MAKE) --no-print-directory all
 	env $(SPEC_VARS) $(LUA) bench/run.lua $(BENCH_ARGS)
+
+# HTTP and WebSocket against nginx + lua-nginx-module and Node.js (needs wrk,
+# nginx, libnginx-mod-http-lua: apt-get install them; never part of make test).
+bench-http: all spec-deps
+	env $(SPEC_VARS) $(LUA) bench/http.lua $(BENCH_HTTP_ARGS)
+	env $(SPEC_VARS) $(LUA) bench/ws.lua $(BENCH_HTTP_ARGS)
 
 # ------------------------------------------------------------------ fuzz
 # libFuzzer on the term decoder; not part of `make test`.

@@ -28,6 +28,25 @@ end)
 r:get("/crash", function() error("handler crash on purpose") end)
 r:get("/nothing", function() end)
 r:get("/big", function(conn) return conn:text(200, ("x"):rep(200000)) end)
+local PAGE = [[<!doctype html><meta charset="utf-8"><title>moonbeam</title><body>
+<script>
+window.result = {messages: []};
+const ws = new WebSocket(`ws://${location.host}/ws?prefix=re:`);
+ws.binaryType = "arraybuffer";
+const steps = [() => ws.send("hello"), () => ws.send(new Uint8Array([1, 2, 3]).buffer),
+  () => ws.send("x".repeat(100000)), () => ws.send("count"), () => ws.close(1000, "bye")];
+let i = 0;
+ws.onopen = () => steps[i++]();
+ws.onmessage = (e) => {
+  window.result.messages.push(typeof e.data === "string"
+    ? (e.data.length > 100 ? "long:" + e.data.length : e.data)
+    : "binary:" + Array.from(new Uint8Array(e.data)).join(","));
+  steps[i++]();
+};
+ws.onclose = (e) => { window.result.close = e.code; window.result.done = true; };
+ws.onerror = () => { window.result.error = true; };
+</script>]]
+r:get("/page", function(conn) return conn:html(200, PAGE) end)
 r:get("/redir", function(conn) return conn:redirect("/n/redirected") end)
 r:get("/pid", function(conn) return conn:text(200, tostring(mb.self())) end)
 r:get("/ws", function(conn)
