@@ -43,13 +43,13 @@ local servers = {
 local rows = {}
 for _, s in ipairs(servers) do
   local log = tmp .. "/" .. s.port .. ".log"
-  local pid = sh(("ulimit -n 65536; %s > %s 2>&1 & echo $!"):format(s.cmd, log)):gsub("%s+$", "")
+  local pid = sh(("ulimit -n $(ulimit -Hn); %s > %s 2>&1 & echo $!"):format(s.cmd, log)):gsub("%s+$", "")
   if wait_ready(log) then
     local url = "ws://127.0.0.1:" .. s.port .. "/"
     local base = rss_kb(pid)
     local r = sh(("%s node bench/ws_client.js %s rtt %d"):format(node_path, url, seconds))
     local n, rate, mean, p99 = r:match('"n":(%d+),"rate":([%d.]+),"mean":([%d.]+),"p99":([%d.]+)')
-    local cpid = sh(("ulimit -n 65536; %s node bench/ws_client.js %s idle %d > %s/idle.log 2>&1 & echo $!")
+    local cpid = sh(("ulimit -n $(ulimit -Hn); %s node bench/ws_client.js %s idle %d > %s/idle.log 2>&1 & echo $!")
       :format(node_path, url, idle, tmp)):gsub("%s+$", "")
     local opened = false
     for _ = 1, 600 do

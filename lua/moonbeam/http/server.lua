@@ -458,6 +458,11 @@ function M.connection(sock, handler_spec, opts, srv_id)
       local ws = require "moonbeam.websocket"
       local rest = c.upgrade_rest or ""
       c.upgrade_rest = nil
+      -- the HTTP side's state is not needed any more: a WebSocket may live long
+      c.parser:close()
+      c.parser, c.events = nil, nil
+      conn.private.http = nil
+      conn.adapter = nil
       return ws.run_upgraded(c, conn, rest)
     end
     if not go then break end
