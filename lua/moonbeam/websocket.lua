@@ -186,9 +186,14 @@ function M.loop(sock, handler, state, opts, conn, rest, client)
   if alive then alive = flush() end
 
   local close_deadline
+  local armed = false
   while alive and not ws:done() do
     if stopping and not close_deadline then close_deadline = mb.clock() + 5 end
-    tcp.setopts(sock, {active = "once"})
+    -- an allowance of 8 socket messages: one setopts per 8 reads
+    if not armed then
+      tcp.setopts(sock, {active = 8})
+      armed = true
+    end
     local timeout = idle
     if close_deadline then timeout = math.max(0, math.floor((close_deadline - mb.clock()) * 1000)) end
     local m = mb.receive(nil, timeout)
@@ -205,7 +210,7 @@ function M.loop(sock, handler, state, opts, conn, rest, client)
       reason = reason or "closed"
       alive = false
     elseif type(m) == "table" and m[2] == sock and m[1] == "tcp_passive" then
-      alive = true   -- the allowance is used up: it is re-armed at the top of the loop
+      armed = false  -- the allowance is used up: re-armed at the top of the loop
     elseif type(m) == "table" and m[1] == "$http_drain" then
       if not stopping then
         ws:close(1001, "")
