@@ -481,9 +481,17 @@ function M._acceptor(listener, handler_spec, opts, srv_id, limit)
     return false
   end
   local draining = false
+  local function stop_asked(m) return m == "$http_stop" end
   while not draining do
     while reap(0) do end
-    while n >= limit do reap(nil) end
+    -- at the limit: wait for a connection to end (or for the stop)
+    while n >= limit and not draining do
+      local m = mb.receive(function(x)
+        return x == "$http_stop" or type(x) == "table" and x[1] == "DOWN" and live[x[2]] ~= nil
+      end)
+      if m == "$http_stop" then draining = true else live[m[2]] = nil n = n - 1 end
+    end
+    if draining then break end
     local sock, err = tcp.accept(listener, 1000)
     if sock then
       local pid, ref = mb.spawn_opt({monitor = true, scheduler = "here"},
@@ -497,7 +505,7 @@ function M._acceptor(listener, handler_spec, opts, srv_id, limit)
     elseif err ~= "timeout" then
       draining = true
     end
-    if mb.receive(function(x) return x == "$http_stop" end, 0) then draining = true end
+    if mb.receive(stop_asked, 0) then draining = true end
   end
   -- graceful drain: tell every connection, wait for them, then end
   for _, pid in pairs(live) do mb.send(pid, {"$http_drain"}) end
