@@ -125,7 +125,10 @@ RUN_CMD     = env $(SPEC_VARS) $(LUA) examples/supervision_tree.lua
 
 DEB_PACKAGES := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted \
                 luarocks lua-check valgrind clang libclang-rt-14-dev
-DEB_PACKAGES += libhttp-parser-dev libwslay-dev libssl-dev lua-cjson curl nodejs npm chromium
+DEB_PACKAGES += libhttp-parser-dev libwslay-dev libssl-dev lua-cjson curl chromium
+# Node.js and npm from Debian only where none is installed (a NodeSource nodejs
+# conflicts with Debian's npm)
+DEB_PACKAGES += $(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 
