@@ -89,6 +89,11 @@ LUA_SRC  := $(sort $(wildcard csrc/lua/*.c))
 TEST_SRC := $(sort $(wildcard csrc/test/test_*.c))
 CORE_OBJ := $(CORE_SRC:csrc/%.c=$(BUILD)/obj/%.o)
 LUA_OBJ  := $(LUA_SRC:csrc/%.c=$(BUILD)/obj/%.o)
+# csrc/http: HTTP/1.1 over libhttp-parser, WebSocket over libwslay; OpenSSL for
+# the binding's crypto (lcrypto.c). Linked into the Lua module and its tests.
+HTTP_SRC  := $(sort $(wildcard csrc/http/*.c))
+HTTP_OBJ  := $(HTTP_SRC:csrc/%.c=$(BUILD)/obj/%.o)
+HTTP_LIBS := -lhttp_parser -lwslay -lcrypto
 
 STATIC_LIB := $(BUILD)/libmoonbeam.a
 SHARED_LIB := $(BUILD)/libmoonbeam.so
@@ -125,8 +130,14 @@ RUN_CMD     = env $(SPEC_VARS) $(LUA) examples/supervision_tree.lua
 
 DEB_PACKAGES := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted \
                 luarocks lua-check valgrind clang libclang-rt-14-dev libssl-dev openssl
+DEB_PACKAGES += libhttp-parser-dev libwslay-dev lua-cjson curl chromium
+# Node.js and npm from Debian only where none is installed (a NodeSource nodejs
+# conflicts with Debian's npm)
+DEB_PACKAGES += $(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
+
+.PHONY: _fuzz_http spec-deps bench-http
 .PHONY: all deps test check run _run bench asan tsan fuzz _fuzz rock install-rock c-tests \
         examples lint clean
 
@@ -154,6 +165,10 @@ $(TLS_MODULE): $(BUILD)/obj/tls/tls.o
 	@mkdir -p $(@D)
 	$(CC) $(LIBFLAG) $(ALL_LDFLAGS) -o $@ $^ $(SSL_LIBS)
 
+$(BUILD)/obj/http/%.o: csrc/http/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
 $(BUILD)/obj/lua/%.o: csrc/lua/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) -c -o $@ $<
@@ -171,15 +186,15 @@ $(SHARED_LIB): $(CORE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) -shared $(ALL_LDFLAGS) -o $@ $^ $(UV_LIBS) $(SYS_LIBS)
 
-$(LUA_LIB): $(LUA_OBJ)
+$(LUA_LIB): $(LUA_OBJ) $(HTTP_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@
 	$(AR) rcs $@ $^
 
 # The module is loaded by lua5.4, which provides the Lua API: never link liblua.
-$(MODULE): $(LUA_OBJ) $(CORE_OBJ)
+$(MODULE): $(LUA_OBJ) $(CORE_OBJ) $(HTTP_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LIBFLAG) $(ALL_LDFLAGS) -o $@ $^ $(UV_LIBS) $(SYS_LIBS)
+	$(CC) $(LIBFLAG) $(ALL_LDFLAGS) -o $@ $^ $(UV_LIBS) $(HTTP_LIBS) $(SYS_LIBS)
 
 $(CORE_TESTS): $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(STATIC_LIB)
 	@mkdir -p $(@D)
@@ -188,7 +203,7 @@ $(CORE_TESTS): $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(STATIC_LIB)
 $(LUA_TESTS): $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(LUA_LIB) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -Wl,--as-needed -o $@ $< $(LUA_LIB) $(STATIC_LIB) $(LUA_LIBS) \
-	  $(UV_LIBS) $(SYS_LIBS) -lm -ldl
+	  $(UV_LIBS) $(HTTP_LIBS) $(SYS_LIBS) -lm -ldl
 
 $(BUILD)/examples/%: examples/c/%.c $(STATIC_LIB)
 	@mkdir -p $(@D)
@@ -246,6 +261,7 @@ check:
 	  env $(TEST_ENV) timeout -k 10 $(TEST_TIMEOUT) $(TEST_WRAP) ./$$t 2>&1 | tee $(LOGS)/c/$$n.out; \
 	  echo $${PIPESTATUS[0]} > $(LOGS)/c/$$n.rc; \
 	done
+	@$(MAKE) --no-print-directory spec-deps || echo "spec-deps: npm install failed (the ws specs will fail)"
 	@# one busted process per spec file: a crash or hang costs one file, and no
 	@# process accumulates the threads of hundreds of runtimes (TSan's limit)
 	@echo "== specs (LUA_CPATH=$(SPEC_LUA_CPATH))"; \
@@ -256,6 +272,15 @@ check:
 	  echo $${PIPESTATUS[0]} > $(LOGS)/tap/$$n.rc; \
 	done
 	@$(LUA) .ci/summarize $(LOGS)
+
+# JavaScript peers of the specs (npm's ws and playwright-core, from
+# spec/support/package.json), installed into spec/support/node_modules.
+spec-deps:
+	@if [ ! -f spec/support/node_modules/ws/package.json ] || \
+	    [ ! -f spec/support/node_modules/playwright-core/package.json ]; then \
+	  echo "spec-deps: npm install in spec/support"; \
+	  cd spec/support && npm install --no-audit --no-fund --silent; \
+	fi
 
 # ------------------------------------------------------------------ run
 
@@ -274,6 +299,12 @@ BENCH_ARGS ?=
 bench: deps
 	@$(MAKE) --no-print-directory all
 	env $(SPEC_VARS) $(LUA) bench/run.lua $(BENCH_ARGS)
+
+# HTTP and WebSocket against nginx + lua-nginx-module and Node.js (needs wrk,
+# nginx, libnginx-mod-http-lua: apt-get install them; never part of make test).
+bench-http: all spec-deps
+	env $(SPEC_VARS) $(LUA) bench/http.lua $(BENCH_HTTP_ARGS)
+	env $(SPEC_VARS) $(LUA) bench/ws.lua $(BENCH_HTTP_ARGS)
 
 # ------------------------------------------------------------------ fuzz
 # libFuzzer on the term decoder and on TCP input framing (csrc/io/tcp.c's
@@ -302,12 +333,33 @@ _fuzz:
 	rm -rf $(BUILD)/fuzz-packet-corpus && mkdir -p $(BUILD)/fuzz-packet-corpus
 	./$(FUZZ_PACKET_BIN) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-artifacts/ \
 	  $(BUILD)/fuzz-packet-corpus
+	@$(MAKE) --no-print-directory _fuzz_http
 
 $(FUZZ_BIN): $(wildcard $(FUZZ_SRC)) $(wildcard csrc/include/*.h csrc/core/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc/include -Icsrc \
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
 	  -o $@ $(FUZZ_SRC) $(SYS_LIBS)
+
+# The HTTP request path and the WebSocket frame path (csrc/http), each with its
+# own seed corpus csrc/test/fuzz_corpus_<name>.
+FUZZ_HTTP_NAMES := http ws
+FUZZ_HTTP_BINS  := $(FUZZ_HTTP_NAMES:%=$(BUILD)/fuzz_%)
+
+_fuzz_http: $(FUZZ_HTTP_BINS)
+	@for n in $(FUZZ_HTTP_NAMES); do \
+	  rm -rf $(BUILD)/fuzz-corpus-$$n && mkdir -p $(BUILD)/fuzz-corpus-$$n $(BUILD)/fuzz-artifacts && \
+	  cp -R csrc/test/fuzz_corpus_$$n/. $(BUILD)/fuzz-corpus-$$n/ && \
+	  echo "./$(BUILD)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS)" && \
+	  ./$(BUILD)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-artifacts/ \
+	    $(BUILD)/fuzz-corpus-$$n || exit 1; \
+	done
+
+$(FUZZ_HTTP_BINS): $(BUILD)/fuzz_%: csrc/test/fuzz_%.c $(HTTP_SRC) $(wildcard csrc/http/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc/include -Icsrc \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	  -o $@ $< $(HTTP_SRC) $(HTTP_LIBS) $(SYS_LIBS)
 
 $(FUZZ_PACKET_BIN): $(wildcard $(FUZZ_PACKET_SRC)) $(wildcard csrc/include/*.h csrc/core/*.h csrc/io/*.h)
 	@mkdir -p $(@D)

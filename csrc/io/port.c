@@ -7,6 +7,7 @@
  * a locked queue of commands and closures from other threads plus the uv_async
  * that tells the loop to run them, and the list of the loop's open ports. */
 #include <ctype.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/msg.h"
@@ -84,6 +85,10 @@ static mb_io_t *get_io(mb_runtime_t *rt) {
     rt->io_loop_close = io_loop_close;
     rt->io_free = io_free;
     pthread_mutex_unlock(&hook_lock);
+    /* a write to a socket its peer closed must fail with EPIPE, not kill the
+     * process: SIGPIPE is ignored unless the host handles it */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
     return io;
   }
   pthread_mutex_unlock(&hook_lock);

@@ -515,5 +515,6 @@ int luaopen_moonbeam_core(lua_State *L) {
   mbl_open_sysio(L);
   luaL_newmetatable(L, "moonbeam.exit");
   lua_setfield(L, -2, "exit_mt");
+  mbl_open_http(L);
   return 1;
 }

@@ -220,4 +220,9 @@ int mbl_set_crash_handler(lua_State *L);
 /* Whether the VM of L has moonbeam.logger's crash handler. */
 int mbl_has_logger_handler(lua_State *L);
 
+/* lhttp.c, lcrypto.c: core.http (parser, WebSocket codec) and core.crypto, set
+ * in the table on top of the stack. */
+void mbl_open_http(lua_State *L);
+void mbl_open_crypto(lua_State *L);
+
 #endif
