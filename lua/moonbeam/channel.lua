@@ -28,6 +28,15 @@ function M.encode_frame(join_ref, ref, topic, event, payload)
   return s
 end
 
+-- JSON null cannot travel in a message (it is a light userdata): it becomes nil.
+local function strip_nulls(t, depth)
+  if depth > 64 then return end
+  for k, v in pairs(t) do
+    if v == null then t[k] = nil
+    elseif type(v) == "table" then strip_nulls(v, depth + 1) end
+  end
+end
+
 --- Decodes a v2 frame: join_ref, ref, topic, event, payload; or nil, why.
 function M.decode_frame(text)
   local v, err = json.decode(text)
@@ -37,7 +46,8 @@ function M.decode_frame(text)
   if type(topic) ~= "string" or type(event) ~= "string" then return nil, "topic and event must be strings" end
   if join_ref ~= nil and type(join_ref) ~= "string" then join_ref = tostring(join_ref) end
   if ref ~= nil and type(ref) ~= "string" then ref = tostring(ref) end
-  if payload == null then payload = {} end
+  if type(payload) ~= "table" then payload = {} end
+  strip_nulls(payload, 0)
   return join_ref, ref, topic, event, payload
 end
 
