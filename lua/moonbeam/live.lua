@@ -208,6 +208,7 @@ function M.default_layout(page)
     "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
     "<meta name=\"csrf-token\" content=\"", attr(page.csrf or ""), "\">\n",
+    "<link rel=\"icon\" href=\"data:,\">\n",
     "<title>", template.escape(page.title or ""), "</title>\n",
     page.head or "",
     "</head>\n<body>\n", page.container, "\n",

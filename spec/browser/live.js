@@ -1,0 +1,92 @@
+// Headless Chromium (Debian's chromium via npm's playwright-core) drives the
+// live examples through the official phoenix / phoenix_live_view bundles.
+//   node spec/browser/live.js http://127.0.0.1:PORT   prints one JSON line
+const path = require('path');
+const { chromium } = require(path.join(__dirname, '../support/node_modules/playwright-core'));
+const base = process.argv[2];
+const r = { console: [] };
+const T = { timeout: 10000 };
+
+async function open(browser, url) {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') r.console.push(m.text()); });
+  page.on('pageerror', (e) => r.console.push('pageerror: ' + e.message));
+  await page.goto(url);
+  await page.waitForSelector('[data-phx-main].phx-connected', T);
+  return page;
+}
+const text = (page, sel) => page.textContent(sel);
+
+async function counter(browser) {
+  const page = await open(browser, base + '/');
+  for (let i = 1; i <= 3; i++) {
+    await page.click('#inc');
+    await page.waitForFunction((n) => document.querySelector('#count').textContent === String(n), i, T);
+  }
+  await page.click('#add');
+  await page.waitForFunction(() => document.querySelector('#count').textContent === '13', null, T);
+  await page.click('#dec');
+  await page.waitForFunction(() => document.querySelector('#count').textContent === '12', null, T);
+  r.counter = { count: await text(page, '#count'), title: await page.title() };
+  for (let i = 0; i < 13; i++) await page.click('#dec');
+  await page.waitForSelector('#neg', T);
+  r.counter.negative = await text(page, '#neg');
+  await page.context().close();
+}
+
+async function form(browser) {
+  const page = await open(browser, base + '/form');
+  await page.type('#name', 'a');
+  await page.waitForSelector('#name-error', T);
+  r.form = { nameError: await text(page, '#name-error'), emailErrorShown: await page.$('#email-error') !== null };
+  await page.type('#name', 'da');
+  await page.waitForSelector('#name-error', { state: 'detached', timeout: 10000 });
+  await page.type('#email', 'ada');
+  await page.waitForSelector('#email-error', T);
+  r.form.emailError = await text(page, '#email-error');
+  r.form.disabled = await page.$eval('#save', (b) => b.disabled);
+  await page.type('#email', '@example.org');
+  await page.waitForSelector('#email-error', { state: 'detached', timeout: 10000 });
+  await page.click('#save');
+  await page.waitForSelector('#flash', T);
+  r.form.flash = await text(page, '#flash');
+  r.form.saved = await text(page, '#saved');
+  await page.context().close();
+}
+
+async function chat(browser) {
+  const p1 = await open(browser, base + '/chat?nick=ann');
+  const p2 = await open(browser, base + '/chat?nick=bob');
+  await p1.fill('#text', 'hello from ann');
+  await p1.click('#send');
+  await p2.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 1, null, T);
+  await p2.fill('#text', 'hi ann');
+  await p2.press('#text', 'Enter');
+  await p1.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 2, null, T);
+  await p2.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 2, null, T);
+  r.chat = {
+    p1: await p1.$$eval('#messages .msg', (els) => els.map((e) => e.textContent)),
+    p2: await p2.$$eval('#messages .msg', (els) => els.map((e) => e.textContent)),
+    title: await p1.title(),
+  };
+  await p1.context().close();
+  await p2.context().close();
+}
+
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless=new', '--no-sandbox', '--disable-gpu'],
+  });
+  const only = process.argv[3];
+  try {
+    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat]]) {
+      if (only && only !== name) continue;
+      try { await fn(browser); } catch (e) { r[name + 'Error'] = String(e.message || e).split('\n')[0]; }
+    }
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(r));
+})().catch((e) => { console.log(JSON.stringify({ error: String(e) })); process.exit(1); });
