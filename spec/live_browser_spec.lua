@@ -22,6 +22,7 @@ local function run()
   if result then return result end
   result = mb.run(function()
     pubsub.start_link{name = "live_examples"}
+    require("live_views.metrics").start_link{interval = 200}
     local server = require "moonbeam.http.server"
     local srv = assert(server.start("live_views.app", {port = 0, log = false}))
     local file = os.tmpname()
@@ -70,6 +71,29 @@ describe("live views in Chromium", function()
     assert.same({"ann: hello from ann", "bob: hi ann"}, r.chat.p1)
     assert.same(r.chat.p1, r.chat.p2)
     assert.equal("Chat", r.chat.title)
+  end)
+
+  it("dashboard: GenServer updates over PubSub, reset, refresh, memory, chart hook, last updated", function()
+    local r = run()
+    assert.is_nil(r.dashboardError, r.dashboardError)
+    assert.same({grew = true, reset = true, memory = true, updated = true, chart = true, title = "Dashboard"},
+      r.dashboard)
+  end)
+
+  it("features: keydown, focus/blur, debounce, hook pushEvent reply and handleEvent, patch, navigate", function()
+    local r = run()
+    assert.is_nil(r.featuresError, r.featuresError)
+    local f = r.features
+    assert.equal("1", f.pings)
+    assert.equal("Enter:ab", f.key)
+    assert.equal("ok", f.focus)
+    assert.is_true(f.searches >= 1 and f.searches < 4, "debounced searches: " .. tostring(f.searches))
+    assert.equal("?tab=two", f.patchUrl)
+    assert.equal("Features two", f.patchTitle)
+    assert.equal("?tab=three", f.serverPatchUrl)
+    assert.equal("/counter/5", f.navigatePath)
+    assert.is_true(f.noReload)
+    assert.equal("6", f.afterNavigate)
   end)
 
   it("the client logged no errors or warnings", function()

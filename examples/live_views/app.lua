@@ -19,7 +19,16 @@ local cfg = {
   script = [[
 window.Hooks = {
   Chart: {
-    mounted() { this.handleEvent("points", ({points}) => { this.el.dataset.points = points.join(","); this.el.textContent = points.map((p) => "#".repeat(p)).join("\n"); }); }
+    mounted() { this.handleEvent("points", ({points}) => {
+      // lua-cjson sends an empty Lua table as {}: no points yet
+      points = Array.isArray(points) ? points : [];
+      this.el.dataset.points = points.join(","); this.el.textContent = points.map((p) => "#".repeat(p)).join("\n"); }); }
+  },
+  Pinger: {
+    mounted() {
+      this.handleEvent("pong", ({n}) => { this.el.dataset.pong = String(n); });
+      this.pushEvent("ping", {n: 41}, (reply) => { this.el.dataset.reply = String(reply.pong); });
+    }
   }
 };
 ]],
@@ -32,6 +41,7 @@ live.live(r, "/counter/:start", "live_views.counter", cfg)
 live.live(r, "/form", "live_views.form", cfg)
 live.live(r, "/chat", "live_views.chat", cfg)
 live.live(r, "/dashboard", "live_views.dashboard", cfg)
+live.live(r, "/features", "live_views.features", cfg)
 
 return plug.pipeline{
   session.plug{key = "_moonbeam_live", secret_key_base = SECRET, signing_salt = "cookie"},

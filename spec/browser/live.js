@@ -74,6 +74,62 @@ async function chat(browser) {
   await p2.context().close();
 }
 
+async function dashboard(browser) {
+  const page = await open(browser, base + '/dashboard');
+  // PubSub updates arrive without any click, the hook draws the chart
+  await page.waitForFunction(() => Number(document.querySelector('#updates').textContent) >= 3, null, T);
+  await page.waitForFunction(() => (document.querySelector('#chart').dataset.points || '') !== '', null, T);
+  const before = Number(await text(page, '#requests'));
+  await page.click('#reset');
+  const afterReset = Number(await text(page, '#requests'));
+  await page.click('#refresh');
+  r.dashboard = {
+    grew: before > 0, reset: afterReset < before,
+    memory: /^\d+(\.\d)? (B|KB|MB)$/.test(await text(page, '#memory')),
+    updated: /^\d\d:\d\d:\d\d$/.test(await text(page, '#updated')),
+    chart: /^[\d,]+$/.test(await page.$eval('#chart', (e) => e.dataset.points)),
+    title: await page.title(),
+  };
+  await page.context().close();
+}
+
+async function features(browser) {
+  const page = await open(browser, base + '/features');
+  const f = {};
+  await page.waitForFunction(() => document.querySelector('#hook').dataset.reply === '42', null, T);
+  await page.waitForFunction(() => document.querySelector('#hook').dataset.pong === '41', null, T);
+  f.pings = await text(page, '#pings');
+  await page.type('#key', 'ab');
+  await page.press('#key', 'Enter');
+  await page.waitForFunction(() => document.querySelector('#last-key').textContent !== '', null, T);
+  f.key = await text(page, '#last-key');
+  await page.focus('#focus');
+  await page.waitForFunction(() => document.querySelector('#focus-state').textContent === 'focused', null, T);
+  await page.focus('#key');
+  await page.waitForFunction(() => document.querySelector('#focus-state').textContent === 'blurred', null, T);
+  f.focus = 'ok';
+  await page.type('#q', 'moon', { delay: 20 });
+  await page.waitForFunction(() => document.querySelector('#query').textContent === 'moon', null, T);
+  f.searches = Number(await text(page, '#searches'));
+  await page.click('#patch');
+  await page.waitForFunction(() => document.querySelector('#tab').textContent === 'Tab two', null, T);
+  f.patchUrl = new URL(page.url()).search;
+  f.patchTitle = await page.title();
+  await page.click('#server-patch');
+  await page.waitForFunction(() => document.querySelector('#tab').textContent === 'Tab three', null, T);
+  f.serverPatchUrl = new URL(page.url()).search;
+  await page.evaluate(() => { window.samePage = true; });
+  await page.click('#nav');
+  await page.waitForFunction(() => document.querySelector('#count') && document.querySelector('#count').textContent === '5', null, T);
+  f.navigatePath = new URL(page.url()).pathname;
+  f.noReload = await page.evaluate(() => window.samePage === true);
+  await page.click('#inc');
+  await page.waitForFunction(() => document.querySelector('#count').textContent === '6', null, T);
+  f.afterNavigate = await text(page, '#count');
+  r.features = f;
+  await page.context().close();
+}
+
 (async () => {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -81,7 +137,7 @@ async function chat(browser) {
   });
   const only = process.argv[3];
   try {
-    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat]]) {
+    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat], ['dashboard', dashboard], ['features', features]]) {
       if (only && only !== name) continue;
       try { await fn(browser); } catch (e) { r[name + 'Error'] = String(e.message || e).split('\n')[0]; }
     }
