@@ -96,6 +96,40 @@ describe("live views in Chromium", function()
     assert.equal("6", f.afterNavigate)
   end)
 
+  it("reconnects after a server restart; mount rebuilds the state", function()
+    local r = mb.run(function()
+      pubsub.start_link{name = "live_examples"}
+      local server = require "moonbeam.http.server"
+      local srv = assert(server.start("live_views.app", {port = 0, log = false}))
+      local port = srv.port
+      local file, marker = os.tmpname(), os.tmpname()
+      os.remove(marker)
+      os.execute(("env -u LD_PRELOAD node spec/browser/live.js http://127.0.0.1:%d reconnect %s > %s 2>&1 &")
+        :format(port, marker, file))
+      local out, restarted = "", false
+      for _ = 1, 1200 do
+        mb.sleep(100)
+        if not restarted and io.open(marker) then
+          server.stop(srv)                        -- WebSockets get 1001: the client reconnects
+          mb.sleep(300)
+          srv = assert(server.start("live_views.app", {port = port, log = false}))
+          restarted = true
+        end
+        local f = io.open(file)
+        out = f:read("a")
+        f:close()
+        if out:find("\n") then break end
+      end
+      os.remove(file)
+      os.remove(marker)
+      server.stop(srv)
+      return json.decode(out) or {error = out}
+    end)
+    assert.is_nil(r.error, r.error)
+    assert.is_nil(r.reconnectError, r.reconnectError)
+    assert.same({lost = true, count = "1", reloaded = false}, r.reconnect)
+  end)
+
   it("the client logged no errors or warnings", function()
     assert.same({}, run().console)
   end)

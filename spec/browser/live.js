@@ -130,6 +130,27 @@ async function features(browser) {
   await page.context().close();
 }
 
+// The server restarts (the spec stops it once `marker` exists and starts it
+// again on the same port): the client reconnects, mount rebuilds the state.
+async function reconnect(browser) {
+  const fs = require('fs');
+  const page = await open(browser, base + '/');
+  await page.click('#inc');
+  await page.click('#inc');
+  await page.waitForFunction(() => document.querySelector('#count').textContent === '2', null, T);
+  await page.evaluate(() => { window.__mark = 1; });
+  fs.writeFileSync(process.argv[4], 'restart');
+  await page.waitForSelector('[data-phx-main].phx-error, [data-phx-main].phx-loading', { timeout: 15000 });
+  r.reconnect = { lost: true };
+  await page.waitForFunction(() => document.querySelector('#count').textContent === '0', null, { timeout: 20000 });
+  await page.waitForSelector('[data-phx-main].phx-connected', T);
+  await page.click('#inc');
+  await page.waitForFunction(() => document.querySelector('#count').textContent === '1', null, T);
+  r.reconnect.count = await text(page, '#count');
+  r.reconnect.reloaded = await page.evaluate(() => window.__mark !== 1);
+  await page.context().close();
+}
+
 (async () => {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -137,8 +158,9 @@ async function features(browser) {
   });
   const only = process.argv[3];
   try {
-    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat], ['dashboard', dashboard], ['features', features]]) {
-      if (only && only !== name) continue;
+    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat], ['dashboard', dashboard], ['features', features],
+    ['reconnect', reconnect]]) {
+      if (only ? only !== name : name === 'reconnect') continue;
       try { await fn(browser); } catch (e) { r[name + 'Error'] = String(e.message || e).split('\n')[0]; }
     }
   } finally {
