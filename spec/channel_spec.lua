@@ -6,7 +6,6 @@ local pubsub = require "moonbeam.pubsub"
 local ws = require "moonbeam.websocket"
 local json = require "moonbeam.http.json"
 local channel = require "moonbeam.channel"
-local H = require "http_helper"
 
 local function with_app(fn)
   return mb.run(function()
@@ -104,9 +103,11 @@ describe("channel endpoint", function()
       c:send("text", '{"not":"an array"}')
       c:send("text", '[1,2]')
       frame(c, "9", "10", "room:x", "ping", {x = 1})     -- not joined
-      assert.same({"9", "10", "room:x", "phx_reply", {status = "error", response = {reason = "unmatched topic"}}}, recv(c))
+      assert.same({"9", "10", "room:x", "phx_reply",
+        {status = "error", response = {reason = "unmatched topic"}}}, recv(c))
       frame(c, "11", "11", "room:x", "phx_join", {})
-      assert.same({"11", "11", "room:x", "phx_reply", {status = "ok", response = {user = "anon", topic = "room:x"}}}, recv(c))
+      assert.same({"11", "11", "room:x", "phx_reply",
+        {status = "ok", response = {user = "anon", topic = "room:x"}}}, recv(c))
       -- a second join of the same topic replaces the first
       frame(c, "12", "12", "room:x", "phx_join", {})
       assert.same("12", recv(c)[1])

@@ -22,7 +22,9 @@ local function with_app(fn)
   end)
 end
 
-local function unescape(s) return (s:gsub("&quot;", '"'):gsub("&#39;", "'"):gsub("&lt;", "<"):gsub("&gt;", ">"):gsub("&amp;", "&")) end
+local function unescape(s)
+  return (s:gsub("&quot;", '"'):gsub("&#39;", "'"):gsub("&lt;", "<"):gsub("&gt;", ">"):gsub("&amp;", "&"))
+end
 
 -- GET a live page: returns {id, session, csrf, cookie, body}.
 local function page(port, path)
@@ -91,7 +93,8 @@ describe("live view", function()
       assert.is_table(rendered.s)
       send(c, "4", "8", "lv:" .. p.id, "event", {type = "click", event = "inc", value = {value = ""}})
       r = recv(c)
-      assert.same({"4", "8", "lv:" .. p.id, "phx_reply", {status = "ok", response = {diff = {["0"] = "1", t = "Count 1"}}}}, r)
+      assert.same({"4", "8", "lv:" .. p.id, "phx_reply",
+        {status = "ok", response = {diff = {["0"] = "1", t = "Count 1"}}}}, r)
       send(c, "4", "9", "lv:" .. p.id, "event", {type = "click", event = "add", value = {by = "-12", value = ""}})
       r = recv(c)
       -- the if block appears: a node with its statics

@@ -15,14 +15,17 @@ local cfg = {
   pubsub = "live_examples",
   assets = os.getenv("MOONBEAM_NODE_MODULES") or "spec/support/node_modules",
   title = "moonbeam live",
-  head = "<style>body{font-family:sans-serif;margin:2em} .error{color:#b00} .flash{background:#efe;padding:.5em}</style>\n",
+  head = "<style>body{font-family:sans-serif;margin:2em} .error{color:#b00}"
+    .. " .flash{background:#efe;padding:.5em}</style>\n",
   script = [[
 window.Hooks = {
   Chart: {
     mounted() { this.handleEvent("points", ({points}) => {
       // lua-cjson sends an empty Lua table as {}: no points yet
       points = Array.isArray(points) ? points : [];
-      this.el.dataset.points = points.join(","); this.el.textContent = points.map((p) => "#".repeat(p)).join("\n"); }); }
+      this.el.dataset.points = points.join(",");
+      this.el.textContent = points.map((p) => "#".repeat(p)).join("\n");
+    }); }
   },
   Pinger: {
     mounted() {

@@ -9,7 +9,8 @@ local M = {}
 
 M.render = live.template[[
 <h1>Chat</h1>
-<ul id="messages"><% for _, m in ipairs(@messages) do %><li class="msg"><b><%= m.from %></b>: <%= m.text %></li><% end %></ul>
+<ul id="messages"><% for _, m in ipairs(@messages) do %>
+  <li class="msg"><b><%= m.from %></b>: <%= m.text %></li><% end %></ul>
 <form id="chat-form" phx-submit="send">
   <input id="nick" name="nick" value="<%= @nick %>">
   <input id="text" name="text" value="" autocomplete="off">

@@ -24,7 +24,8 @@ M.render = live.template([[
   <dt>Memory</dt><dd id="memory"><%= format_bytes(@m.memory) %></dd>
   <dt>Processes</dt><dd id="processes"><%= @m.processes %></dd>
 </dl>
-<p>Last updated: <span id="updated"><%= os.date("!%H:%M:%S", @m.at) %></span> (<span id="updates"><%= @updates %></span> updates)</p>
+<p>Last updated: <span id="updated"><%= os.date("!%H:%M:%S", @m.at) %></span>
+  (<span id="updates"><%= @updates %></span> updates)</p>
 <button id="refresh" phx-click="refresh">Refresh</button>
 <button id="reset" phx-click="reset">Reset</button>
 <pre id="chart" phx-hook="Chart" phx-update="ignore"></pre>
@@ -43,7 +44,8 @@ function M.mount(_params, _session, socket)
     pubsub.subscribe(metrics.PUBSUB, metrics.TOPIC)
     return "ok", live.assign(socket, "m", gen_server.call(metrics.NAME, "snapshot"))
   end
-  return "ok", live.assign(socket, "m", mb.whereis(metrics.NAME) and gen_server.call(metrics.NAME, "snapshot") or empty())
+  local m = mb.whereis(metrics.NAME) and gen_server.call(metrics.NAME, "snapshot") or empty()
+  return "ok", live.assign(socket, "m", m)
 end
 
 function M.handle_event(event, _params, socket)

@@ -354,13 +354,13 @@ end
 
 --- Parses a URL-encoded form as Plug does (`a[b]=1` nests, `a[]=` lists).
 function M.decode_form(s)
-  local out = {}
+  local form = {}
   for pair in (s or ""):gmatch("[^&]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
     k, v = util.decode(k, true), util.decode(v, true)
     local head, rest = k:match("^([^%[]+)(.*)$")
     if head then
-      local t, key = out, head
+      local t, key = form, head
       for part in rest:gmatch("%[([^%]]*)%]") do
         if type(t[key]) ~= "table" then t[key] = {} end
         t = t[key]
@@ -369,7 +369,7 @@ function M.decode_form(s)
       t[key] = v
     end
   end
-  return out
+  return form
 end
 
 return M

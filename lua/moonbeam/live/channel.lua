@@ -89,9 +89,8 @@ end
 
 -- The response of an event: diff, reply value, navigation.
 local function response(st, reply)
-  local lv = st.lv
   local patch = apply_patch(st)
-  lv = st.lv
+  local lv = st.lv
   local resp = {}
   navigation(lv, resp)
   if patch then resp.live_patch = patch end

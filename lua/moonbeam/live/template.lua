@@ -16,7 +16,8 @@
 --- changed) and `wire(node)` the full tree. See docs/live.md.
 local M = {}
 
-local Node = {}     -- metatable of nodes: {t = tid, s = statics, d = dynamics} or comprehensions (c = true, e = entries)
+-- metatable of nodes: {t = tid, s = statics, d = dynamics}, or comprehensions (c = true, e = entries)
+local Node = {}
 local Safe = {}     -- metatable of raw (already safe) strings
 M.Node, M.Safe = Node, Safe
 
@@ -255,7 +256,7 @@ function M.compile(src, opts)
   opts = opts or {}
   local key = src
   if not opts.env and cache[key] then return cache[key] end
-  local seq, i, stray = parse_seq(tokenize(src), 1)
+  local seq, _, stray = parse_seq(tokenize(src), 1)
   if stray then error("template: unexpected '" .. stray .. "'", 2) end
   local ctx = {n = 0, base = next_base, decls = {}, statics = {}, quote = quote_list}
   local body, sv = gen(seq, ctx, true)
