@@ -28,7 +28,7 @@ local function run()
     local file = os.tmpname()
     os.execute(("env -u LD_PRELOAD node spec/browser/live.js http://127.0.0.1:%d > %s 2>&1 &"):format(srv.port, file))
     local out = ""
-    for _ = 1, 1200 do
+    for _ = 1, 1800 do
       mb.sleep(100)
       local f = io.open(file)
       out = f:read("a")
@@ -107,7 +107,7 @@ describe("live views in Chromium", function()
       os.execute(("env -u LD_PRELOAD node spec/browser/live.js http://127.0.0.1:%d reconnect %s > %s 2>&1 &")
         :format(port, marker, file))
       local out, restarted = "", false
-      for _ = 1, 1200 do
+      for _ = 1, 1800 do
         mb.sleep(100)
         if not restarted and io.open(marker) then
           server.stop(srv)                        -- WebSockets get 1001: the client reconnects
