@@ -106,7 +106,7 @@ describe("live view", function()
     end)
   end)
 
-  it("refuses a forged session, a wrong id and a bad CSRF token; the connection lives on", function()
+  it("refuses a forged session, a wrong id, a missing view and a bad CSRF token; the connection lives on", function()
     with_app(function(port)
       local p = page(port, "/")
       assert.is_nil((connect(port, p, "forged")))               -- CSRF checked at connect
@@ -118,6 +118,15 @@ describe("live view", function()
       local other = {id = "phx-other", session = p.session, csrf = p.csrf}
       r = join(c, port, other, "2")
       assert.same({status = "error", response = {reason = "stale"}}, r[5])
+      -- a correctly signed token for a view module that does not exist
+      local secret = "moonbeam live examples: not a secret, 32+ bytes long"
+      local token = require("moonbeam.http.session").sign(secret, "live view",
+        {id = "phx-ghost", view = "live_views.no_such_view", session = {}})
+      r = join(c, port, {id = "phx-ghost", session = token, csrf = p.csrf}, "4")
+      assert.same({status = "error", response = {reason = "stale"}}, r[5])
+      -- a join without url or redirect
+      send(c, "5", "5", "lv:" .. p.id, "phx_join", {session = p.session})
+      assert.same({status = "error", response = {reason = "stale"}}, recv(c)[5])
       r = join(c, port, p, "3")
       assert.equal("ok", r[5].status)
       c:close(1000)
