@@ -37,9 +37,11 @@ REQ_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -Icsrc/include -Icsrc -MMD -MP
 # luarocks passes LUA_INCDIR and LIBUV_INCDIR/LIBUV_LIBDIR; otherwise pkg-config.
 LUA_CFLAGS := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell pkg-config --cflags lua5.4 2>/dev/null))
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
-UV_CFLAGS  := $(if $(LIBUV_INCDIR),-I$(LIBUV_INCDIR))
+UV_CFLAGS  := $(if $(LIBUV_INCDIR),-I$(LIBUV_INCDIR)) $(if $(OPENSSL_INCDIR),-I$(OPENSSL_INCDIR))
 UV_LIBS    := $(if $(LIBUV_LIBDIR),-L$(LIBUV_LIBDIR)) -luv
-SYS_LIBS   := -lpthread
+# luarocks passes OPENSSL_LIBDIR; otherwise pkg-config (TLS: csrc/io/tls.c).
+SSL_LIBS   := $(if $(OPENSSL_LIBDIR),-L$(OPENSSL_LIBDIR) -lssl -lcrypto,$(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto))
+SYS_LIBS   := $(SSL_LIBS) -lpthread
 
 # ------------------------------------------------------------------ sanitizers
 # `make asan` and `make tsan` rerun `check` with SANITIZER set, CC=$(SAN_CC) and
@@ -124,8 +126,11 @@ RUN_CMD     = env $(SPEC_VARS) $(LUA) examples/supervision_tree.lua
 # ------------------------------------------------------------------ Debian packages
 
 DEB_PACKAGES := build-essential pkg-config lua5.4 liblua5.4-dev libuv1-dev lua-busted \
-                luarocks lua-check valgrind clang libclang-rt-14-dev
-DEB_PACKAGES += libhttp-parser-dev libwslay-dev libssl-dev lua-cjson curl nodejs npm chromium
+                luarocks lua-check valgrind clang libclang-rt-14-dev libssl-dev openssl
+DEB_PACKAGES += libhttp-parser-dev libwslay-dev lua-cjson curl chromium
+# Node.js and npm from Debian only where none is installed (a NodeSource nodejs
+# conflicts with Debian's npm)
+DEB_PACKAGES += $(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 
@@ -293,12 +298,15 @@ bench-http: all spec-deps
 	env $(SPEC_VARS) $(LUA) bench/ws.lua $(BENCH_HTTP_ARGS)
 
 # ------------------------------------------------------------------ fuzz
-# libFuzzer on the term decoder; not part of `make test`.
+# libFuzzer on the term decoder and on TCP input framing (csrc/io/tcp.c's
+# mb_packet_next), FUZZ_SECONDS each; not part of `make test`.
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_SRC     := csrc/test/fuzz_term.c csrc/core/term.c csrc/core/ids.c
 FUZZ_BIN     := $(BUILD)/fuzz_term
+FUZZ_PACKET_SRC := csrc/test/fuzz_packet.c $(CORE_SRC)
+FUZZ_PACKET_BIN := $(BUILD)/fuzz_packet
 
 fuzz: deps
 	@$(MAKE) --no-print-directory _fuzz
@@ -312,6 +320,10 @@ _fuzz:
 	if [ -d csrc/test/fuzz_corpus ]; then cp -R csrc/test/fuzz_corpus/. $(BUILD)/fuzz-corpus/; fi
 	./$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-artifacts/ \
 	  $(BUILD)/fuzz-corpus
+	@$(MAKE) --no-print-directory $(FUZZ_PACKET_BIN)
+	rm -rf $(BUILD)/fuzz-packet-corpus && mkdir -p $(BUILD)/fuzz-packet-corpus
+	./$(FUZZ_PACKET_BIN) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz-artifacts/ \
+	  $(BUILD)/fuzz-packet-corpus
 	@$(MAKE) --no-print-directory _fuzz_http
 
 $(FUZZ_BIN): $(wildcard $(FUZZ_SRC)) $(wildcard csrc/include/*.h csrc/core/*.h)
@@ -334,11 +346,17 @@ _fuzz_http: $(FUZZ_HTTP_BINS)
 	    $(BUILD)/fuzz-corpus-$$n || exit 1; \
 	done
 
-$(BUILD)/fuzz_%: csrc/test/fuzz_%.c $(HTTP_SRC) $(wildcard csrc/http/*.h)
+$(FUZZ_HTTP_BINS): $(BUILD)/fuzz_%: csrc/test/fuzz_%.c $(HTTP_SRC) $(wildcard csrc/http/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc/include -Icsrc \
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
 	  -o $@ $< $(HTTP_SRC) $(HTTP_LIBS) $(SYS_LIBS)
+
+$(FUZZ_PACKET_BIN): $(wildcard $(FUZZ_PACKET_SRC)) $(wildcard csrc/include/*.h csrc/core/*.h csrc/io/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=c11 -g -O1 -D_GNU_SOURCE -Icsrc/include -Icsrc $(UV_CFLAGS) \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	  -o $@ $(FUZZ_PACKET_SRC) $(UV_LIBS) $(SYS_LIBS) -lm
 
 # ------------------------------------------------------------------ luarocks
 # moonbeam-scm-1.rockspec (build type "make") runs `make rock` with CFLAGS,

@@ -25,6 +25,7 @@ dependencies = {
 
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
+  OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
 }
 
 -- The Makefile is the one build: `make rock` builds build/moonbeam/core.so and
@@ -38,6 +39,8 @@ build = {
     LUA_INCDIR = "$(LUA_INCDIR)",
     LIBUV_INCDIR = "$(LIBUV_INCDIR)",
     LIBUV_LIBDIR = "$(LIBUV_LIBDIR)",
+    OPENSSL_INCDIR = "$(OPENSSL_INCDIR)",
+    OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
   },
   install_target = "install-rock",
   install_variables = {

@@ -289,6 +289,29 @@ describe("http server shutdown", function()
   end)
 end)
 
+describe("http server shutdown at max_connections", function()
+  it("stops promptly while an acceptor waits for a connection to end", function()
+    local took, idle_closed = mb.run(function()
+      local server = require "moonbeam.http.server"
+      local srv = assert(server.start("http_app", {max_connections = 1, acceptors = 1}))
+      local a = H.connect(srv.port)
+      tcp.send(a, get("/"))
+      H.read_until(a, "hello")
+      local b = H.connect(srv.port)            -- waits in the backlog
+      tcp.send(b, get("/"))
+      mb.sleep(100)
+      local t0 = mb.clock()
+      server.stop(srv)
+      local t = mb.clock() - t0
+      local _, closed = H.read_all(a, 2000)
+      tcp.close(b)
+      return t, closed
+    end)
+    assert.is_true(took < 3, "stop took " .. took .. " s")
+    assert.is_true(idle_closed)
+  end)
+end)
+
 describe("http server with curl", function()
   local function curl(port, args)
     local file = os.tmpname()

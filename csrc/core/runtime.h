@@ -38,7 +38,7 @@ struct mb_runtime {
   uv_signal_t *sig_handles[MB_NSIG];
   /* ports (csrc/io/port.c), set when the first port opens: closes a process's
    * ports as it exits, a loop's ports before the loop closes, then frees */
-  void *io;
+  _Atomic(void *) io;
   void (*io_proc_exit)(mb_proc_t *p);
   void (*io_loop_close)(mb_sched_t *s);
   void (*io_free)(mb_runtime_t *rt);

@@ -171,6 +171,12 @@ static int spin_for_work(mb_sched_t *s, uint64_t now_ns) {
       uint64_t t = mb_now_ns();
       if (t / 1000000u >= earliest_ms) return 1;
       if (t - now_ns > SPIN_NS) return 0;
+      /* with ports on this loop, their I/O is watched while spinning too
+       * (else socket data waits out the spin); it may wake local processes */
+      if ((i & 255) == 0 && atomic_load_explicit(&s->rt->io, memory_order_relaxed)) {
+        uv_run(&s->loop, UV_RUN_NOWAIT);
+        if (s->rq_head) return 1;
+      }
     }
   }
 }
@@ -214,6 +220,12 @@ static void iteration(mb_sched_t *s, int may_block, uint64_t budget_ns) {
       now = mb_now_ns();
       if (now - start > budget_ns) break;
       fire_timers(s, now);
+      /* I/O is polled at least once a slice, so a spinner delays a socket's
+       * data by about one slice (one epoll_wait a slice when busy) */
+      if (now - s->last_poll_ns >= s->rt->slice_ns) {
+        uv_run(&s->loop, UV_RUN_NOWAIT);
+        s->last_poll_ns = now;
+      }
     }
   }
   now = mb_now_ns();

@@ -36,25 +36,42 @@ typedef struct mb_sockopts {
 /* Command ops on tcp sockets and listeners. */
 enum {
   MB_TCP_SEND = 1, MB_TCP_RECV, MB_TCP_SETOPTS, MB_TCP_GETOPTS, MB_TCP_SHUTDOWN,
-  MB_TCP_PEERNAME, MB_TCP_SOCKNAME, MB_TCP_ACCEPT, MB_TCP_STATS
+  MB_TCP_PEERNAME, MB_TCP_SOCKNAME, MB_TCP_ACCEPT, MB_TCP_STATS, MB_TCP_TLSINFO
 };
+typedef struct mb_tls_ctx mb_tls_ctx_t;
 
 extern const mb_port_type_t mb_tcp_type, mb_tcp_listen_type;
 
 /* Default options of a new socket. */
 void mb_sockopts_default(mb_sockopts_t *o);
-/* A listener on port (0: any) owned by owner: *out (a reference for the
+/* With tls (tls.h; NULL: plain TCP) accepted sockets speak TLS: their messages
+ * are tagged "ssl", "ssl_closed"..., and accept answers after the handshake.
+ * A listener on port (0: any) owned by owner: *out (a reference for the
  * caller) or a negative libuv error. */
-int mb_tcp_listen(mb_runtime_t *rt, mb_pid_t owner, int port, const mb_sockopts_t *o, mb_port_t **out);
+int mb_tcp_listen(mb_runtime_t *rt, mb_pid_t owner, int port, const mb_sockopts_t *o,
+                  mb_tls_ctx_t *tls, mb_port_t **out);
 /* Connects to host:port (a name is resolved on the loop) within timeout_ms
  * (< 0: none); c (op unused) is answered with {Port} or {nil, reason}.
  * Returns MB_PORT_DONE (c->res holds an error) or MB_PORT_PENDING. */
 int mb_tcp_connect(mb_port_cmd_t *c, const char *host, int port, const mb_sockopts_t *o,
-                   int64_t timeout_ms);
+                   int64_t timeout_ms, mb_tls_ctx_t *tls, const char *server_name);
+
+/* UDP. */
+enum { MB_UDP_SEND = 1, MB_UDP_RECV, MB_UDP_SETOPTS, MB_UDP_GETOPTS, MB_UDP_SOCKNAME, MB_UDP_MEMBERSHIP };
+extern const mb_port_type_t mb_udp_type;
+/* A socket bound to port (0: any) owned by owner; *out holds a reference. */
+int mb_udp_open(mb_runtime_t *rt, mb_pid_t owner, int port, const mb_sockopts_t *o, mb_port_t **out);
 
 /* DNS: resolves host on the loop; c gets {{addr, ...}} or {nil, reason}. */
 enum { MB_DNS_ANY = 0, MB_DNS_INET = 4, MB_DNS_INET6 = 6 };
 int mb_dns_resolve(mb_port_cmd_t *c, const char *host, int family);
+
+/* Framing of received bytes (tcp.c): the next packet in b[0..len) for
+ * `packet` mode: 1 with *skip header bytes then *n payload bytes, 0 if it is
+ * not complete yet, UV_E2BIG past packet_size. `want`: raw mode's length (0:
+ * all); at_end: no more input will come. Pure: the fuzz target drives it. */
+int mb_packet_next(int packet, size_t buffer, size_t packet_size, int at_end, const uint8_t *b,
+                   size_t len, size_t want, size_t *skip, size_t *n);
 
 /* The text form of an address and its port. */
 int mb_sockaddr_text(const struct sockaddr *sa, char *ip, size_t cap, int *port);

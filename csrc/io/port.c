@@ -16,6 +16,11 @@
 
 #define NBUCKETS 4096
 
+/* Port numbers are unique in the OS process, not just in one runtime: a VM
+ * that outlives a runtime (mb.run twice) keeps its cached port values, which
+ * must never be mistaken for a later runtime's ports. */
+static _Atomic uint64_t next_port_number = 1;
+
 struct mb_io_loop {
   mb_sched_t *sched;
   uv_async_t async;
@@ -31,7 +36,6 @@ typedef struct mb_io {
   pthread_mutex_t lock;
   mb_port_t *by_owner[NBUCKETS];
   mb_port_t *by_id[NBUCKETS];
-  _Atomic uint64_t next_id;
   int nloops;
   _Atomic(mb_io_loop_t *) *loops;
 } mb_io_t;
@@ -58,7 +62,7 @@ static void io_loop_close(mb_sched_t *s);
 static void io_free(mb_runtime_t *rt);
 
 static mb_io_t *get_io(mb_runtime_t *rt) {
-  _Atomic(void *) *slot = (_Atomic(void *) *)&rt->io;
+  _Atomic(void *) *slot = &rt->io;
   mb_io_t *io = atomic_load_explicit(slot, memory_order_acquire);
   if (io) return io;
   io = calloc(1, sizeof *io);
@@ -70,7 +74,6 @@ static mb_io_t *get_io(mb_runtime_t *rt) {
     return NULL;
   }
   pthread_mutex_init(&io->lock, NULL);
-  atomic_init(&io->next_id, 1);
   void *expected = NULL;
   /* hooks are set before rt->io is published; readers reach them after a
    * process's owns_ports (set later, seq_cst) or after the threads are joined */
@@ -193,7 +196,7 @@ int mb_port_init(mb_port_t *p, const mb_port_type_t *type, mb_runtime_t *rt, mb_
   p->type = type;
   p->rt = rt;
   p->sched = s;
-  p->id = atomic_fetch_add_explicit(&io->next_id, 1, memory_order_relaxed) & 0x00ffffffffffffffull;
+  p->id = atomic_fetch_add_explicit(&next_port_number, 1, memory_order_relaxed) & 0x00ffffffffffffffull;
   atomic_init(&p->owner, owner);
   atomic_init(&p->refs, 1);
   atomic_init(&p->state, MB_PORT_OPEN);
@@ -229,7 +232,7 @@ int mb_port_open(mb_port_t *p) {
 }
 
 mb_port_t *mb_port_lookup(mb_runtime_t *rt, uint64_t id) {
-  mb_io_t *io = atomic_load_explicit((_Atomic(void *) *)&rt->io, memory_order_acquire);
+  mb_io_t *io = atomic_load_explicit(&rt->io, memory_order_acquire);
   if (!io) return NULL;
   pthread_mutex_lock(&io->lock);
   mb_port_t *p = io->by_id[hash64(id)];

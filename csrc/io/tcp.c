@@ -25,11 +25,13 @@
 #include <unistd.h>
 #include "core/runtime.h"
 #include "io/io.h"
+#include "io/tls.h"
 
 #define DEFAULT_BUFFER 65536
 #define DEFAULT_HWM (256 * 1024)
 #define DEFAULT_LWM (64 * 1024)
 #define BACKOFF_MS 100
+#define HANDSHAKE_MS 15000
 
 typedef struct tcp {
   mb_port_t base;
@@ -44,7 +46,17 @@ typedef struct tcp {
   mb_port_cmd_t *recv;       /* the waiting passive recv */
   mb_port_cmd_t *sendq, **sendq_tail; /* sends waiting for the queue to drain */
   int nodelay, keepalive;
+  mb_tls_t *tls;             /* TLS over this socket (tls.c), or NULL */
+  int handshaking;
+  mb_port_cmd_t *hs_cmd;     /* the connect or accept answered when the handshake ends */
 } tcp_t;
+
+enum { TAG_DATA, TAG_CLOSED, TAG_ERROR, TAG_PASSIVE };
+static const char *tag(const tcp_t *t, int which) {
+  static const char *const names[2][4] = {{"tcp", "tcp_closed", "tcp_error", "tcp_passive"},
+                                          {"ssl", "ssl_closed", "ssl_error", "ssl_passive"}};
+  return names[t->tls != NULL][which];
+}
 
 typedef struct wreq {
   uv_write_t req;
@@ -133,7 +145,7 @@ static void apply_opts(tcp_t *t, const mb_sockopts_t *o) {
       if (n <= 0) {
         t->active = 0;
         mb_enc_t e;
-        mb_port_enc(&t->base, &e, "tcp_passive", 2);
+        mb_port_enc(&t->base, &e, tag(t, TAG_PASSIVE), 2);
         mb_port_send(&t->base, &e);
       } else {
         t->active = n > 0x7fffffff ? 0x7fffffff : (int)n;
@@ -159,6 +171,7 @@ static void tcp_free(mb_port_t *p) {
   tcp_t *t = (tcp_t *)p;
   free(t->buf);
   free(t->timer);
+  mb_tls_free(t->tls);
   free(t);
 }
 
@@ -208,43 +221,43 @@ static void buf_consume(tcp_t *t, size_t n) {
   }
 }
 
-/* The next complete packet in the buffer: returns 1 with *skip header bytes
- * and *n payload bytes, 0 if incomplete, or a negative error (too big). At
- * EOF an incomplete line or raw tail counts as a packet. */
-static int next_packet(tcp_t *t, size_t want, size_t *skip, size_t *n) {
-  const uint8_t *b = t->buf + t->off;
-  size_t len = t->len;
+/* The next complete packet in b[0..len): returns 1 with *skip header bytes
+ * and *n payload bytes, 0 if incomplete, or UV_E2BIG past packet_size. At the
+ * end of input an incomplete line or raw tail counts as a packet. */
+int mb_packet_next(int packet, size_t buffer, size_t packet_size, int at_end, const uint8_t *b,
+                   size_t len, size_t want, size_t *skip, size_t *n) {
   *skip = 0;
   if (len == 0) return 0;
-  switch (t->packet) {
+  switch (packet) {
   case 0:
     if (want == 0) {
       *n = len;
       return 1;
     }
-    if (len >= want || t->eof || t->err) {
+    if (len >= want || at_end) {
       *n = len < want ? len : want;
       return 1;
     }
     return 0;
   case 1: case 2: case 4: {
-    size_t h = (size_t)t->packet, plen = 0;
+    size_t h = (size_t)packet, plen = 0;
     if (len < h) return 0;
     for (size_t i = 0; i < h; i++) plen = plen << 8 | b[i];
-    if (t->packet_size && plen > t->packet_size) return UV_E2BIG;
+    if (packet_size && plen > packet_size) return UV_E2BIG;
     if (len - h < plen) return 0;
     *skip = h;
     *n = plen;
     return 1;
   }
   default: { /* line */
-    size_t lim = len < t->buffer ? len : t->buffer;
+    if (buffer == 0) buffer = 1;
+    size_t lim = len < buffer ? len : buffer;
     const uint8_t *nl = memchr(b, '\n', lim);
     if (nl) {
       *n = (size_t)(nl - b) + 1;
       return 1;
     }
-    if (len >= t->buffer || t->eof || t->err) { /* longer than the buffer, or the last one */
+    if (len >= buffer || at_end) { /* longer than the buffer, or the last one */
       *n = lim;
       return 1;
     }
@@ -253,9 +266,14 @@ static int next_packet(tcp_t *t, size_t want, size_t *skip, size_t *n) {
   }
 }
 
+static int next_packet(tcp_t *t, size_t want, size_t *skip, size_t *n) {
+  return mb_packet_next(t->packet, t->buffer, t->packet_size, t->eof || t->err, t->buf + t->off,
+                        t->len, want, skip, n);
+}
+
 static void send_data(tcp_t *t, const uint8_t *data, size_t n) {
   mb_enc_t e;
-  mb_port_enc(&t->base, &e, "tcp", 3);
+  mb_port_enc(&t->base, &e, tag(t, TAG_DATA), 3);
   mb_enc_binary(&e, data, n);
   mb_port_send(&t->base, &e);
 }
@@ -265,7 +283,7 @@ static void spend(tcp_t *t) {
   if (t->active == MB_ACTIVE_TRUE) return;
   if (--t->active == 0 && !t->once) {
     mb_enc_t e;
-    mb_port_enc(&t->base, &e, "tcp_passive", 2);
+    mb_port_enc(&t->base, &e, tag(t, TAG_PASSIVE), 2);
     mb_port_send(&t->base, &e);
   }
 }
@@ -280,8 +298,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   tcp_t *t = h->data;
   size_t n;
-  /* raw active reads with nothing buffered go straight into messages */
-  if (t->packet == 0 && t->active != 0 && t->len == 0 && !t->recv) {
+  /* raw active reads with nothing buffered go straight into messages, and
+   * TLS's ciphertext straight into its BIO */
+  if (t->tls || (t->packet == 0 && t->active != 0 && t->len == 0 && !t->recv)) {
     void *s = mb_port_scratch(&t->base, &n);
     if (s) {
       *buf = uv_buf_init(s, (unsigned)(n < t->buffer ? n : t->buffer));
@@ -296,6 +315,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)t->buf + t->off + t->len, (unsigned)(t->cap - t->off - t->len));
 }
 
+static void tls_input(tcp_t *t, const char *data, size_t n);
+static void hs_done(tcp_t *t, const char *err);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   tcp_t *t = s->data;
   if (nread == 0) return;
@@ -304,7 +326,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     else fail_input(t, (int)nread);
     uv_read_stop(s);
     t->reading = 0;
+    if (t->handshaking) {
+      char name[32];
+      hs_done(t, nread == UV_EOF ? "closed" : mb_port_errname((int)nread, name, sizeof name));
+      return;
+    }
     tcp_pump(t);
+    return;
+  }
+  if (t->tls) {
+    tls_input(t, buf->base, (size_t)nread);
     return;
   }
   if (t->buf && (uint8_t *)buf->base == t->buf + t->off + t->len) {
@@ -325,7 +356,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void want_reading(tcp_t *t) {
   int want = !t->eof && !t->err && !t->rd_shut && mb_port_is_open(&t->base) &&
-             (t->active != 0 || t->recv);
+             (t->active != 0 || t->recv || t->handshaking);
   if (want && !t->reading) {
     if (uv_read_start((uv_stream_t *)&t->h, on_alloc, on_read) == 0) t->reading = 1;
   } else if (!want && t->reading) {
@@ -387,12 +418,12 @@ static void tcp_pump(tcp_t *t) {
       mb_enc_t e;
       t->closed_sent = 1;
       if (t->err) {
-        mb_port_enc(&t->base, &e, "tcp_error", 3);
+        mb_port_enc(&t->base, &e, tag(t, TAG_ERROR), 3);
         const char *why = err_text(t->err, name, sizeof name);
         mb_enc_atom(&e, why, strlen(why));
         mb_port_send(&t->base, &e);
       }
-      mb_port_enc(&t->base, &e, "tcp_closed", 2);
+      mb_port_enc(&t->base, &e, tag(t, TAG_CLOSED), 2);
       mb_port_send(&t->base, &e);
     }
   }
@@ -459,10 +490,117 @@ static int cmd_recv(tcp_t *t, mb_port_cmd_t *c) {
       t->timer->data = t;
       t->handles++;
     }
+    uv_update_time(t->h.loop);
     uv_timer_start(t->timer, on_recv_timeout, (uint64_t)c->arg[1], 0);
   }
   want_reading(t);
   return MB_PORT_PENDING;
+}
+
+/* ---- TLS ---- */
+
+static void on_write(uv_write_t *req, int status);
+
+/* Sends the ciphertext TLS produced. */
+static int tls_flush(tcp_t *t) {
+  size_t n = mb_tls_pending(t->tls);
+  if (!n) return 0;
+  wreq_t *w = malloc(sizeof *w + n);
+  if (!w) return UV_ENOMEM;
+  w->t = t;
+  w->len = mb_tls_take(t->tls, w->data, n);
+  uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+  int r = uv_write(&w->req, (uv_stream_t *)&t->h, &b, 1, on_write);
+  if (r) free(w);
+  return r;
+}
+
+static void ensure_timer(tcp_t *t) {
+  if (t->timer) return;
+  t->timer = malloc(sizeof *t->timer);
+  if (t->timer && uv_timer_init(t->h.loop, t->timer) == 0) {
+    t->timer->data = t;
+    t->handles++;
+  } else {
+    free(t->timer);
+    t->timer = NULL;
+  }
+}
+
+static void on_hs_timeout(uv_timer_t *h) { hs_done(h->data, "timeout"); }
+
+/* Starts the handshake of a socket just connected or accepted; c is answered
+ * with {Sock} when it ends well, else with {nil, reason} (and it closes). */
+static void hs_start(tcp_t *t, mb_tls_ctx_t *ctx, const char *host, mb_port_cmd_t *c, int64_t ms) {
+  char err[200];
+  t->tls = mb_tls_new(ctx, host);
+  if (!t->tls) {
+    mb_port_res_error(c, "enomem");
+    mb_port_reply(c);
+    mb_port_close(&t->base);
+    return;
+  }
+  t->handshaking = 1;
+  t->hs_cmd = c;
+  ensure_timer(t);
+  if (t->timer) {
+    uv_update_time(t->h.loop);
+    uv_timer_start(t->timer, on_hs_timeout, (uint64_t)(ms >= 0 ? ms : HANDSHAKE_MS), 0);
+  }
+  int r = mb_tls_handshake(t->tls, err, sizeof err);
+  tls_flush(t);
+  if (r < 0) hs_done(t, err);
+  else want_reading(t);
+}
+
+static void hs_done(tcp_t *t, const char *err) {
+  if (!t->handshaking) return;
+  t->handshaking = 0;
+  stop_timer(t);
+  mb_port_cmd_t *c = t->hs_cmd;
+  t->hs_cmd = NULL;
+  if (err) {
+    mb_port_res_error(c, err);
+    mb_port_reply(c);
+    mb_port_close(&t->base);
+    return;
+  }
+  mb_enc_tuple(&c->res, 1);
+  mb_enc_port(&c->res, t->base.id);
+  mb_port_reply(c);
+  tcp_pump(t);
+}
+
+static void tls_input(tcp_t *t, const char *data, size_t n) {
+  char err[200];
+  if (mb_tls_feed(t->tls, data, n)) {
+    fail_input(t, UV_ENOMEM);
+  } else if (t->handshaking) {
+    int r = mb_tls_handshake(t->tls, err, sizeof err);
+    tls_flush(t);
+    if (r < 0) {
+      hs_done(t, err);
+      return;
+    }
+    if (r == 1) hs_done(t, NULL);
+    if (t->handshaking || !mb_port_is_open(&t->base)) return;
+  }
+  for (;;) { /* plaintext into the input buffer, framed by tcp_pump */
+    if (buf_reserve(t, 16384)) {
+      fail_input(t, UV_ENOBUFS);
+      break;
+    }
+    int r = mb_tls_read(t->tls, t->buf + t->off + t->len, t->cap - t->off - t->len, err, sizeof err);
+    if (r > 0) {
+      t->len += (size_t)r;
+      continue;
+    }
+    if (r == MB_TLS_CLOSED) t->eof = 1;
+    else if (r == MB_TLS_ERROR) fail_input(t, UV_EPROTO);
+    break;
+  }
+  tls_flush(t); /* alerts, session tickets */
+  tcp_pump(t);
 }
 
 /* ---- output ---- */
@@ -514,6 +652,24 @@ static int cmd_send(tcp_t *t, mb_port_cmd_t *c) {
     }
     for (size_t i = 0; i < hl; i++) hdr[i] = (uint8_t)(c->len >> (8 * (hl - 1 - i)));
   }
+  if (hl == 0 && c->len == 0) { /* nothing to send */
+    mb_port_res_ok(c);
+    return MB_PORT_DONE;
+  }
+  if (t->tls) {
+    char err[200];
+    if (t->handshaking || (hl && mb_tls_write(t->tls, hdr, hl, err, sizeof err)) ||
+        mb_tls_write(t->tls, c->data, c->len, err, sizeof err)) {
+      mb_port_res_error(c, t->handshaking ? "einval" : "eproto");
+      return MB_PORT_DONE;
+    }
+    int r = tls_flush(t);
+    if (r) {
+      mb_port_res_error(c, mb_port_errname(r, name, sizeof name));
+      return MB_PORT_DONE;
+    }
+    goto watermark;
+  }
   uv_buf_t bufs[2];
   int nb = 0;
   if (hl) bufs[nb++] = uv_buf_init((char *)hdr, (unsigned)hl);
@@ -564,6 +720,7 @@ static int cmd_send(tcp_t *t, mb_port_cmd_t *c) {
       return MB_PORT_DONE;
     }
   }
+watermark:
   if (queued(t) > t->hwm) { /* the sender waits until the queue drains */
     c->data = NULL; /* the bytes are in the write request: drop the borrow */
     c->len = 0;
@@ -670,6 +827,28 @@ static int tcp_command(mb_port_t *p, mb_port_cmd_t *c) {
     if (r) res_uverr(c, r);
     else res_addr(c, (struct sockaddr *)&ss);
     return MB_PORT_DONE;
+  case MB_TCP_TLSINFO: {
+    mb_enc_t *e = &c->res;
+    if (!t->tls) {
+      mb_port_res_error(c, "einval");
+      return MB_PORT_DONE;
+    }
+    size_t al;
+    const char *alpn = mb_tls_alpn(t->tls, &al);
+    const char *sni = mb_tls_server_name(t->tls);
+    const char *ver = mb_tls_version(t->tls);
+    mb_enc_tuple(e, 1);
+    mb_enc_map(e, 3);
+    mb_enc_binary(e, "alpn", 4);
+    if (alpn) mb_enc_binary(e, alpn, al);
+    else mb_enc_atom(e, "nil", 3);
+    mb_enc_binary(e, "server_name", 11);
+    if (sni) mb_enc_binary(e, sni, strlen(sni));
+    else mb_enc_atom(e, "nil", 3);
+    mb_enc_binary(e, "version", 7);
+    mb_enc_binary(e, ver, strlen(ver));
+    return MB_PORT_DONE;
+  }
   case MB_TCP_STATS: {
     mb_enc_t *e = &c->res;
     mb_enc_tuple(e, 1);
@@ -694,6 +873,17 @@ static void tcp_close(mb_port_t *p) {
     return;
   }
   t->closing = 1;
+  if (t->hs_cmd) {
+    mb_port_cmd_t *c = t->hs_cmd;
+    t->hs_cmd = NULL;
+    t->handshaking = 0;
+    mb_port_res_error(c, "closed");
+    mb_port_reply(c);
+  }
+  if (t->tls && !t->err && !t->eof && !stopping) { /* a close_notify, flushed below */
+    mb_tls_close_notify(t->tls);
+    tls_flush(t);
+  }
   if (t->recv) {
     mb_port_cmd_t *c = t->recv;
     t->recv = NULL;
@@ -733,12 +923,16 @@ typedef struct connecting {
   uv_timer_t timer;
   struct addrinfo *ai, *next;
   int port, timed_out, pending, done, timer_on;
+  int64_t timeout_ms;
   mb_sockopts_t opts;
+  mb_tls_ctx_t *tls;         /* a reference, or NULL */
+  char host[256];
 } connecting_t;
 
 static void conn_maybe_free(connecting_t *k) {
   if (k->pending == 0 && !k->timer_on) {
     if (k->ai) uv_freeaddrinfo(k->ai);
+    mb_tls_ctx_unref(k->tls);
     free(k);
   }
 }
@@ -759,7 +953,11 @@ static void conn_finish(connecting_t *k, int r) {
   mb_port_cmd_t *c = k->c;
   if (r == 0) {
     apply_opts(t, &k->opts);
-    if (mb_port_open(&t->base) == 0) {
+    if (mb_port_open(&t->base) == 0 && k->tls) {
+      hs_start(t, k->tls, k->host, c, k->timeout_ms);
+      return;
+    }
+    if (mb_port_is_open(&t->base)) {
       mb_enc_tuple(&c->res, 1);
       mb_enc_port(&c->res, t->base.id);
       mb_port_reply(c);
@@ -851,7 +1049,7 @@ static void on_conn_timeout(uv_timer_t *h) {
 }
 
 int mb_tcp_connect(mb_port_cmd_t *c, const char *host, int port, const mb_sockopts_t *o,
-                   int64_t timeout_ms) {
+                   int64_t timeout_ms, mb_tls_ctx_t *tls, const char *server_name) {
   tcp_t *t = tcp_new(c->rt, c->caller);
   if (!t) {
     mb_port_res_error(c, "enomem");
@@ -867,6 +1065,12 @@ int mb_tcp_connect(mb_port_cmd_t *c, const char *host, int port, const mb_sockop
   k->c = c;
   k->port = port;
   k->opts = *o;
+  k->timeout_ms = timeout_ms;
+  if (tls) {
+    mb_tls_ctx_ref(tls);
+    k->tls = tls;
+    snprintf(k->host, sizeof k->host, "%s", server_name ? server_name : host);
+  }
   k->req.data = k;
   k->gai.data = k;
   uv_loop_t *loop = t->h.loop;
@@ -874,6 +1078,7 @@ int mb_tcp_connect(mb_port_cmd_t *c, const char *host, int port, const mb_sockop
     uv_timer_init(loop, &k->timer);
     k->timer.data = k;
     k->timer_on = 1;
+    uv_update_time(loop);
     uv_timer_start(&k->timer, on_conn_timeout, (uint64_t)timeout_ms, 0);
   }
   struct sockaddr_storage ss;
@@ -911,12 +1116,14 @@ typedef struct listener {
   int fd, handles, polling, backoff;
   mb_sockopts_t opts;        /* inherited by accepted sockets */
   mb_port_cmd_t *waiting, **waiting_tail; /* acceptors, oldest first; arg[2]: deadline ms */
+  mb_tls_ctx_t *tls;         /* accepted sockets speak TLS (a reference), or NULL */
 } listener_t;
 
 typedef struct adopt {
   mb_port_cmd_t *c;
   int fd;
   mb_sockopts_t opts;
+  mb_tls_ctx_t *tls;         /* a reference, or NULL */
 } adopt_t;
 
 static void listener_arm(listener_t *l);
@@ -938,6 +1145,12 @@ static void adopt_fd(void *arg) {
                    MB_SO_LOW_WATERMARK | MB_SO_PACKET_SIZE;
     apply_opts(t, &a->opts);
     if (mb_port_open(&t->base) == 0) {
+      if (a->tls) {
+        hs_start(t, a->tls, NULL, c, -1);
+        mb_tls_ctx_unref(a->tls);
+        free(a);
+        return;
+      }
       mb_enc_tuple(&c->res, 1);
       mb_enc_port(&c->res, t->base.id);
       tcp_pump(t);
@@ -945,6 +1158,7 @@ static void adopt_fd(void *arg) {
       mb_port_res_error(c, "noproc");
     }
   }
+  mb_tls_ctx_unref(a->tls);
   free(a);
   mb_port_reply(c);
 }
@@ -954,7 +1168,10 @@ static void on_listener_closed(uv_handle_t *h) {
   if (--l->handles == 0) mb_port_closed(&l->base);
 }
 
-static void listener_free(mb_port_t *p) { free(p); }
+static void listener_free(mb_port_t *p) {
+  mb_tls_ctx_unref(((listener_t *)p)->tls);
+  free(p);
+}
 
 static void listener_close(mb_port_t *p) {
   listener_t *l = (listener_t *)p;
@@ -989,19 +1206,35 @@ static void hand_over(listener_t *l, mb_port_cmd_t *c, int fd) {
   a->c = c;
   a->fd = fd;
   a->opts = l->opts;
+  a->tls = l->tls;
+  if (a->tls) mb_tls_ctx_ref(a->tls);
   if (mb_port_post(s, adopt_fd, a)) {
     close(fd);
+    mb_tls_ctx_unref(a->tls);
     free(a);
     mb_port_res_error(c, "closed");
     mb_port_reply(c);
   }
 }
 
-static uint64_t now_ms(mb_port_t *p) { return uv_now(&p->sched->loop); }
+/* The loop's clock, brought up to date: a busy scheduler may not have run its
+ * loop for a while, and timers count from this clock. */
+static uint64_t now_ms(mb_port_t *p) {
+  uv_update_time(&p->sched->loop);
+  return uv_now(&p->sched->loop);
+}
 
 /* Accepts while connections and acceptors are both there. */
 static void accept_some(listener_t *l) {
   while (l->waiting && !l->backoff) {
+    if (!mb_alive(l->base.rt, l->waiting->caller)) { /* an acceptor that died waiting */
+      mb_port_cmd_t *gone = l->waiting;
+      l->waiting = gone->next;
+      if (!l->waiting) l->waiting_tail = &l->waiting;
+      mb_port_res_error(gone, "noproc");
+      mb_port_reply(gone);
+      continue;
+    }
     int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -1087,6 +1320,8 @@ static int listener_command(mb_port_t *p, mb_port_cmd_t *c) {
         a->c = c;
         a->fd = fd;
         a->opts = l->opts;
+        a->tls = l->tls;
+        if (a->tls) mb_tls_ctx_ref(a->tls);
         adopt_fd(a); /* replies by message: the caller waits for it */
         return MB_PORT_PENDING;
       }
@@ -1134,7 +1369,8 @@ static int listener_command(mb_port_t *p, mb_port_cmd_t *c) {
 const mb_port_type_t mb_tcp_listen_type = {"tcp_listen", listener_command, listener_close,
                                            listener_free};
 
-int mb_tcp_listen(mb_runtime_t *rt, mb_pid_t owner, int port, const mb_sockopts_t *o, mb_port_t **out) {
+int mb_tcp_listen(mb_runtime_t *rt, mb_pid_t owner, int port, const mb_sockopts_t *o,
+                  mb_tls_ctx_t *tls, mb_port_t **out) {
   struct sockaddr_storage ss;
   int r = mb_sockaddr_parse(o->address, port, o->family, &ss);
   if (r) return r;
@@ -1169,6 +1405,8 @@ int mb_tcp_listen(mb_runtime_t *rt, mb_pid_t owner, int port, const mb_sockopts_
   l->fd = fd;
   l->opts = *o;
   l->waiting_tail = &l->waiting;
+  if (tls) mb_tls_ctx_ref(tls);
+  l->tls = tls;
   mb_port_ref(&l->base); /* the caller's */
   if (mb_port_open(&l->base)) {
     mb_port_unref(&l->base);

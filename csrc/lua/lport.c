@@ -56,33 +56,17 @@ static void ensure_mt(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* Pushes the value for id; p (a reference is taken) when known, else looked up.
- * A cached value naming another port object than the live one with its id was
- * left by an earlier runtime of this VM (ids restart with each runtime): it is
- * replaced. */
+/* Pushes the value for id; p (a reference is taken) when known, else looked up. */
 static void push_port(lua_State *L, uint64_t id, mb_port_t *p) {
-  mb_port_t *cur = p;
-  int looked = 0;
-  if (!cur && id >> 56 == 0) {
-    mbl_vm_t *vm = mbl_vm(L);
-    if (vm) {
-      cur = mb_port_lookup(vm->brt->rt, id);   /* takes a reference */
-      looked = 1;
-    }
-  }
   push_cache(L);
   if (lua_rawgeti(L, -1, (lua_Integer)id) == LUA_TUSERDATA) {
     port_ud *u = lua_touserdata(L, -1);
-    if (!(u->p && cur && u->p != cur)) {
-      if (!u->p && cur) { /* a value made while the port was unknown here */
-        if (!looked) mb_port_ref(cur);
-        u->p = cur;
-      } else if (looked && cur) {
-        mb_port_unref(cur);
-      }
-      lua_remove(L, -2);
-      return;
+    if (!u->p && p) { /* a value made while the port was unknown here */
+      mb_port_ref(p);
+      u->p = p;
     }
+    lua_remove(L, -2);
+    return;
   }
   lua_pop(L, 1);
   ensure_mt(L);
@@ -90,9 +74,12 @@ static void push_port(lua_State *L, uint64_t id, mb_port_t *p) {
   u->id = id;
   u->p = NULL;
   luaL_setmetatable(L, MBL_PORT_MT);
-  if (cur) {
-    if (!looked) mb_port_ref(cur);
-    u->p = cur;
+  if (p) {
+    mb_port_ref(p);
+    u->p = p;
+  } else if (id >> 56 == 0) {
+    mbl_vm_t *vm = mbl_vm(L);
+    if (vm) u->p = mb_port_lookup(vm->brt->rt, id);
   }
   lua_pushvalue(L, -1);
   lua_rawseti(L, -3, (lua_Integer)id);
@@ -287,4 +274,6 @@ void mbl_open_io(lua_State *L) {
   mbl_push_box(L);
   luaL_setfuncs(L, fns, 1);
   mbl_open_tcp(L);
+  mbl_open_udp(L);
+  mbl_open_tls(L);
 }

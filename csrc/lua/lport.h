@@ -38,6 +38,11 @@ int mbl_port_encode(lua_State *L, int idx, mb_enc_t *e);
 /* Registers the io functions into the module table at -1 (lapi.c). */
 void mbl_open_io(lua_State *L);
 void mbl_open_tcp(lua_State *L);
+void mbl_open_udp(lua_State *L);
+void mbl_open_tls(lua_State *L);
+/* ltls.c: the TLS context at idx (nil: NULL). */
+struct mb_tls_ctx;
+struct mb_tls_ctx *mbl_tls_optctx(lua_State *L, int idx);
 
 /* ltcp.c: reads the socket option table at idx into o (raises on a bad one). */
 struct mb_sockopts;

@@ -119,16 +119,17 @@ static int64_t opt_timeout(lua_State *L, int idx) {
   return (int64_t)t;
 }
 
-/* tcp_listen(port, opts) -> listener | nil, reason */
+/* tcp_listen(port, opts[, tls_context]) -> listener | nil, reason */
 static int l_listen(lua_State *L) {
   lua_Integer port = luaL_checkinteger(L, 1);
   luaL_argcheck(L, port >= 0 && port <= 65535, 1, "port must be 0..65535");
   mb_sockopts_t o;
   mb_sockopts_default(&o);
   mbl_sockopts(L, 2, &o);
+  mb_tls_ctx_t *tls = mbl_tls_optctx(L, 3);
   mbl_proc_t *lp = mbl_self(L, 0);
   mb_port_t *p;
-  int r = mb_tcp_listen(mb_proc_runtime(lp->self), mb_self(lp->self), (int)port, &o, &p);
+  int r = mb_tcp_listen(mb_proc_runtime(lp->self), mb_self(lp->self), (int)port, &o, tls, &p);
   if (r) return push_uverr(L, r);
   mbl_port_push(L, p);
   mb_port_unref(p);
@@ -147,7 +148,7 @@ static int l_accept(lua_State *L) {
   return mbl_port_run(L, p, c);
 }
 
-/* tcp_connect(host, port, opts, timeout) -> socket | nil, reason */
+/* tcp_connect(host, port, opts, timeout[, tls_context, server_name]) -> socket | nil, reason */
 static int l_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
@@ -157,9 +158,11 @@ static int l_connect(lua_State *L) {
   o.set = 0;
   mbl_sockopts(L, 3, &o);
   int64_t timeout = opt_timeout(L, 4);
+  mb_tls_ctx_t *tls = mbl_tls_optctx(L, 5);
+  const char *sni = luaL_optstring(L, 6, NULL);
   mb_port_cmd_t *c = mbl_port_cmd(L, 0);
   mbl_port_prepare_wait(L, c->ref);
-  int r = mb_tcp_connect(c, host, (int)port, &o, timeout);
+  int r = mb_tcp_connect(c, host, (int)port, &o, timeout, tls, sni);
   return mbl_port_finish(L, c, r);
 }
 
@@ -226,12 +229,24 @@ static int l_shutdown(lua_State *L) {
   return mbl_port_run(L, p, c);
 }
 
+/* dns_resolve(host, family) -> {addr, ...} | nil, reason */
+static int l_resolve(lua_State *L) {
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer fam = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, fam == 0 || fam == 4 || fam == 6, 2, "family must be 4, 6 or nil");
+  mb_port_cmd_t *c = mbl_port_cmd(L, 0);
+  mbl_port_prepare_wait(L, c->ref);
+  int r = mb_dns_resolve(c, host, (int)fam);
+  return mbl_port_finish(L, c, r);
+}
+
 void mbl_open_tcp(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"tcp_listen", l_listen},     {"tcp_accept", l_accept},     {"tcp_connect", l_connect},
       {"tcp_send", l_send},         {"tcp_recv", l_recv},         {"tcp_setopts", l_setopts},
       {"tcp_getopts", l_getopts},   {"tcp_peername", l_peername}, {"tcp_sockname", l_sockname},
-      {"tcp_shutdown", l_shutdown}, {"tcp_stats", l_stats},       {NULL, NULL}};
+      {"tcp_shutdown", l_shutdown}, {"tcp_stats", l_stats},       {"dns_resolve", l_resolve},
+      {NULL, NULL}};
   mbl_push_box(L);
   luaL_setfuncs(L, fns, 1);
 }

@@ -26,6 +26,7 @@ static int copy(mb_dec_t *d, mb_enc_t *e)
   uint32_t k;
   mb_pid_t pid;
   mb_ref_t ref;
+  uint64_t port;
   int r, t = mb_dec_type(d), odd = 0;
   ASSERT(t > 0);
   switch (t) {
@@ -54,6 +55,11 @@ static int copy(mb_dec_t *d, mb_enc_t *e)
     if (r == MB_ELIMIT || (r == MB_EBADTERM && wide_ref(d))) { ASSERT(!mb_dec_skip(d)); return 1; }
     ASSERT(!r);
     mb_enc_ref(e, ref);
+    break;
+  case MB_T_PORT: /* re-encoded in the newest form: not byte-for-byte, so odd */
+    if (mb_dec_port(d, &port)) { ASSERT(!mb_dec_skip(d)); return 1; }
+    mb_enc_port(e, port);
+    odd = 1;
     break;
   case MB_T_TUPLE:
     ASSERT(!mb_dec_tuple(d, &k));

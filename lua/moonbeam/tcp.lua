@@ -10,6 +10,10 @@ local mb = require "moonbeam"
 
 local tcp = {}
 
+-- The messages a socket sends its owner (TCP and TLS), moved by controlling_process.
+local TAGS = {tcp = true, tcp_closed = true, tcp_error = true, tcp_passive = true,
+              ssl = true, ssl_closed = true, ssl_error = true, ssl_passive = true}
+
 ---@alias moonbeam.port userdata A port (`#Port<0.12>`); equal ports are the same value.
 
 --- Listens on `port` (0: any free port; `tcp.sockname` tells which).
@@ -95,13 +99,15 @@ function tcp.controlling_process(sock, pid)
   if not owner then return nil, "closed" end
   if owner ~= mb.self() then return nil, "not_owner" end
   if pid == owner then return true end
+  local info = core.port_info(sock)
+  if info and info.type ~= "tcp" then return core.port_set_owner(sock, pid) end -- a listener
   local opts = core.tcp_getopts(sock)
   local active = opts and opts.active
   if opts and active ~= false then core.tcp_setopts(sock, {active = false}) end
   -- every message the socket sent before it went passive is queued by now
   local function mine(m)
     return type(m) == "table" and m[2] == sock and
-      (m[1] == "tcp" or m[1] == "tcp_closed" or m[1] == "tcp_error" or m[1] == "tcp_passive")
+      (TAGS[m[1]] == true)
   end
   local moved = {}
   while true do

@@ -30,6 +30,10 @@ local tcp = require "moonbeam.tcp"
 
 local M = {}
 
+-- socket message tags, TLS ("ssl") read as TCP
+local KIND = {tcp = "tcp", ssl = "tcp", tcp_closed = "tcp_closed", ssl_closed = "tcp_closed",
+  tcp_error = "tcp_error", ssl_error = "tcp_error", tcp_passive = "tcp_passive", ssl_passive = "tcp_passive"}
+
 local GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 --- The Sec-WebSocket-Accept value for a Sec-WebSocket-Key.
@@ -203,13 +207,13 @@ function M.loop(sock, handler, state, opts, conn, rest, client)
       ws:close(1000, "idle")
       stopping = true
       flush()
-    elseif type(m) == "table" and m[2] == sock and m[1] == "tcp" then
+    elseif type(m) == "table" and m[2] == sock and KIND[m[1]] == "tcp" then
       alive = handle_input(m[3])
       if alive then alive = flush() end
-    elseif type(m) == "table" and m[2] == sock and (m[1] == "tcp_closed" or m[1] == "tcp_error") then
+    elseif type(m) == "table" and m[2] == sock and (KIND[m[1]] == "tcp_closed" or KIND[m[1]] == "tcp_error") then
       reason = reason or "closed"
       alive = false
-    elseif type(m) == "table" and m[2] == sock and m[1] == "tcp_passive" then
+    elseif type(m) == "table" and m[2] == sock and KIND[m[1]] == "tcp_passive" then
       armed = false  -- the allowance is used up: re-armed at the top of the loop
     elseif type(m) == "table" and m[1] == "$http_drain" then
       if not stopping then
@@ -237,11 +241,12 @@ Client.__index = Client
 local function parse_ws_url(url)
   local scheme, host, port, path = url:match("^(wss?)://([^:/]+):?(%d*)(.*)$")
   if not scheme then return nil end
-  if scheme == "wss" then return nil, "wss needs moonbeam.tls" end
-  return host, tonumber(port) or 80, path ~= "" and path or "/"
+  return host, tonumber(port) or (scheme == "wss" and 443 or 80), path ~= "" and path or "/", scheme == "wss"
 end
 
---- Connects to a ws:// URL; returns a client or nil, reason. opts: headers
+--- Connects to a ws:// or wss:// URL (wss through moonbeam.tls; opts.tls as
+--- tls.connect takes, e.g. cafile or verify = false); returns a client or nil,
+--- reason. opts: headers
 --- (extra request headers, e.g. origin), timeout (10000 ms for connect and
 --- handshake), max_frame, max_message, protocol. The client lives in the
 --- calling process: client:send(kind, data), client:recv(timeout) -> frame
@@ -249,10 +254,17 @@ end
 --- reason, client:ping(data), client:close(code, reason).
 function M.connect(url, opts)
   opts = opts or {}
-  local host, port, path = parse_ws_url(url)
+  local host, port, path, secure = parse_ws_url(url)
   if not host then return nil, port or "bad url" end
   local timeout = opts.timeout or 10000
-  local sock, err = tcp.connect(host, port, {active = false, nodelay = true}, timeout)
+  local sock, err
+  if secure then
+    local topts = {active = false, nodelay = true}
+    for k, v in pairs(opts.tls or {}) do topts[k] = v end
+    sock, err = require("moonbeam.tls").connect(host, port, topts, timeout)
+  else
+    sock, err = tcp.connect(host, port, {active = false, nodelay = true}, timeout)
+  end
   if not sock then return nil, err end
   local key = core.crypto.base64(core.crypto.random(16))
   local req = {"GET ", path, " HTTP/1.1\r\nhost: ", host, ":", tostring(port),

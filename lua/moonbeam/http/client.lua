@@ -7,13 +7,15 @@
 --- timeout (15000 ms for the whole exchange), connect_timeout (5000),
 --- redirects (how many 301/302/303/307/308 to follow, default 0),
 --- stream (fn(piece) gets the body as it arrives; res.body is then nil),
---- pool (false: a fresh connection closed after the response).
+--- pool (false: a fresh connection closed after the response), tls (for
+--- https: options of moonbeam.tls.connect, e.g. cafile, verify = false).
 ---
 --- Keep-alive: connections stay open per host and port for the next request of
 --- the same process (a socket belongs to its process), at most
 --- MAX_IDLE_PER_HOST of them; a pooled connection that the server closed in
 --- the meantime is replaced and the request sent again once, when nothing of
---- the response had arrived. https:// needs moonbeam.tls (not yet here).
+--- the response had arrived. https:// goes through moonbeam.tls (the server's
+--- certificate and host name are verified unless tls.verify is false).
 local core = require "moonbeam.core"
 local mb = require "moonbeam"
 local tcp = require "moonbeam.tcp"
@@ -30,28 +32,34 @@ local function pool_of()
   return p
 end
 
---- Splits an http URL into host, port, target (path and query).
+--- Splits an http(s) URL into host, port, target (path and query), is_https.
 function M.parse_url(url)
   local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
   if not scheme then return nil, "not an absolute URL" end
   scheme = scheme:lower()
-  if scheme == "https" then return nil, "https needs moonbeam.tls" end
-  if scheme ~= "http" then return nil, "unsupported scheme " .. scheme end
+  if scheme ~= "http" and scheme ~= "https" then return nil, "unsupported scheme " .. scheme end
   local authority, target = rest:match("^([^/?#]*)(.*)$")
   local host, port = authority:match("^%[(.+)%]:?(%d*)$")
   if not host then host, port = authority:match("^([^:]*):?(%d*)$") end
   if not host or host == "" then return nil, "no host" end
   if target == "" then target = "/" end
   target = target:gsub("#.*$", "")
-  return host, tonumber(port) or 80, target
+  return host, tonumber(port) or (scheme == "https" and 443 or 80), target, scheme == "https"
 end
 
-local function checkout(key, host, port, timeout, use_pool)
+local function checkout(key, host, port, timeout, use_pool, secure, tls_opts)
   if use_pool then
     local idle = pool_of()[key]
     if idle and #idle > 0 then return table.remove(idle), true end
   end
-  local sock, err = tcp.connect(host, port, {active = false, nodelay = true}, timeout)
+  local sock, err
+  if secure then
+    local o = {active = false, nodelay = true}
+    for k, v in pairs(tls_opts or {}) do o[k] = v end
+    sock, err = require("moonbeam.tls").connect(host, port, o, timeout)
+  else
+    sock, err = tcp.connect(host, port, {active = false, nodelay = true}, timeout)
+  end
   if not sock then return nil, err end
   return sock, false
 end
@@ -151,14 +159,15 @@ function M.request(method, url, opts)
   local deadline = mb.clock() + (opts.timeout or 15000) / 1000
   local use_pool = opts.pool ~= false
   while true do
-    local host, port, target = M.parse_url(url)
+    local host, port, target, secure = M.parse_url(url)
     if not host then return nil, port end
-    local key = host .. ":" .. port
+    local key = (secure and "https://" or "http://") .. host .. ":" .. port
     if not use_pool then headers.connection = "close" end
     local bytes = build_request(method, host, port, target, headers, body)
     local res, err
     for attempt = 1, 2 do
-      local sock, pooled = checkout(key, host, port, opts.connect_timeout or 5000, use_pool and attempt == 1)
+      local sock, pooled = checkout(key, host, port, opts.connect_timeout or 5000, use_pool and attempt == 1,
+        secure, opts.tls)
       if not sock then return nil, pooled end
       local retry
       res, err, retry = exchange(sock, method, bytes, deadline, opts.stream)
@@ -174,8 +183,8 @@ function M.request(method, url, opts)
     if redirects > 0 and redirect_codes[res.status] and loc then
       redirects = redirects - 1
       if loc:sub(1, 1) == "/" then
-        local h, p = M.parse_url(url)
-        loc = "http://" .. h .. ":" .. p .. loc
+        local h, p, _, sec = M.parse_url(url)
+        loc = (sec and "https://" or "http://") .. h .. ":" .. p .. loc
       end
       url = loc
       if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then

@@ -22,7 +22,8 @@
 --- max_headers (100: 431), max_body (8 MB: 413), header_timeout (10000 ms from a
 --- request's first byte to the end of its head: 408), body_timeout (30000 ms for
 --- the whole body: 408), idle_timeout (60000 ms between keep-alive requests),
---- max_keepalive (1000 requests a connection), drain_timeout (5000 ms), log
+--- max_keepalive (1000 requests a connection), drain_timeout (5000 ms), tls
+--- (HTTPS: {certfile =, keyfile =, ...} as moonbeam.tls.listen takes), log
 --- (where handler errors go: moonbeam.logger by default, false for nowhere, or
 --- the name of a module with log(msg)).
 local core = require "moonbeam.core"
@@ -118,6 +119,11 @@ local Conn = {}
 Conn.__index = Conn
 
 local ACTIVE_N = 8
+-- TLS sockets tag their messages "ssl": both read the same
+local KIND = {tcp = "tcp", ssl = "tcp", tcp_closed = "tcp_closed", ssl_closed = "tcp_closed",
+  tcp_error = "tcp_error", ssl_error = "tcp_error", tcp_passive = "tcp_passive",
+  ssl_passive = "tcp_passive", ["$http_drain"] = "$http_drain"}
+M.KIND = KIND
 
 local function new_connection(sock, opts, srv_id)
   local c = setmetatable({
@@ -155,7 +161,7 @@ function Conn:fill(deadline, idle)
       return type(x) == "table" and (x[2] == sock or x[1] == "$http_drain")
     end, timeout)
     if not m then return nil, "timeout" end
-    local kind = m[1]
+    local kind = KIND[m[1]]
     if kind == "tcp" then
       local ev = self.parser:feed(m[3])
       for i = 1, #ev do self.ev_n = self.ev_n + 1 self.events[self.ev_n] = ev[i] end
@@ -224,7 +230,7 @@ function Conn:fail(status)
       if t <= 0 then break end
       tcp.setopts(sock, {active = "once"})
       local m = mb.receive(function(x) return type(x) == "table" and x[2] == sock end, t)
-      if not m or m[1] ~= "tcp" then break end
+      if not m or KIND[m[1]] ~= "tcp" then break end
       left = left - #m[3]
     end
   end
@@ -481,9 +487,17 @@ function M._acceptor(listener, handler_spec, opts, srv_id, limit)
     return false
   end
   local draining = false
+  local function stop_asked(m) return m == "$http_stop" end
   while not draining do
     while reap(0) do end
-    while n >= limit do reap(nil) end
+    -- at the limit: wait for a connection to end (or for the stop)
+    while n >= limit and not draining do
+      local m = mb.receive(function(x)
+        return x == "$http_stop" or type(x) == "table" and x[1] == "DOWN" and live[x[2]] ~= nil
+      end)
+      if m == "$http_stop" then draining = true else live[m[2]] = nil n = n - 1 end
+    end
+    if draining then break end
     local sock, err = tcp.accept(listener, 1000)
     if sock then
       local pid, ref = mb.spawn_opt({monitor = true, scheduler = "here"},
@@ -497,7 +511,7 @@ function M._acceptor(listener, handler_spec, opts, srv_id, limit)
     elseif err ~= "timeout" then
       draining = true
     end
-    if mb.receive(function(x) return x == "$http_stop" end, 0) then draining = true end
+    if mb.receive(stop_asked, 0) then draining = true end
   end
   -- graceful drain: tell every connection, wait for them, then end
   for _, pid in pairs(live) do mb.send(pid, {"$http_drain"}) end
@@ -516,8 +530,15 @@ function M.connection_entry(sock, handler_spec, opts, srv_id)
 end
 
 function M._listener(parent, handler_spec, opts)
-  local listener, err = tcp.listen(opts.port, {address = opts.address, backlog = opts.backlog,
-    reuseaddr = true, active = false, nodelay = true, high_watermark = opts.high_watermark})
+  local lopts = {address = opts.address, backlog = opts.backlog,
+    reuseaddr = true, active = false, nodelay = true, high_watermark = opts.high_watermark}
+  local listener, err
+  if opts.tls then
+    for k, v in pairs(opts.tls) do lopts[k] = v end
+    listener, err = require("moonbeam.tls").listen(opts.port, lopts)
+  else
+    listener, err = tcp.listen(opts.port, lopts)
+  end
   if not listener then
     mb.send(parent, {"$http_started", nil, err})
     return
