@@ -80,6 +80,8 @@ async function dashboard(browser) {
   // PubSub updates arrive without any click, the hook draws the chart
   await page.waitForFunction(() => Number(document.querySelector('#updates').textContent) >= 3, null, T);
   await page.waitForFunction(() => (document.querySelector('#chart').dataset.points || '') !== '', null, T);
+  // the chart as drawn before the reset (a reset empties the history)
+  const chart = /^[\d,]+$/.test(await page.$eval('#chart', (e) => e.dataset.points));
   const before = Number(await text(page, '#requests'));
   await page.click('#reset');
   // the reply sets the count back to 0 (later ticks add at most 5 each)
@@ -90,7 +92,7 @@ async function dashboard(browser) {
     grew: before > 0, reset,
     memory: /^\d+(\.\d)? (B|KB|MB)$/.test(await text(page, '#memory')),
     updated: /^\d\d:\d\d:\d\d$/.test(await text(page, '#updated')),
-    chart: /^[\d,]+$/.test(await page.$eval('#chart', (e) => e.dataset.points)),
+    chart,
     title: await page.title(),
   };
   await page.context().close();
