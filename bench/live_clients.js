@@ -1,9 +1,11 @@
 // bench/live.lua's clients: N counter views, each with its own dead render and
 // WebSocket, joined as the official client does; then click round trips.
-//   node bench/live_clients.js PORT N CLICKS   (prints "joined" then one JSON line)
+//   node bench/live_clients.js PORT N CLICKS [PATH EVENT]   (prints "joined" then one JSON line)
 const http = require('http');
 const WebSocket = require('ws');
 const [port, n, clicks] = [Number(process.argv[2]), Number(process.argv[3]), Number(process.argv[4] || 500)];
+const viewPath = process.argv[5] || '/';
+const eventName = process.argv[6] || 'inc';
 const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 function get(path) {
   return new Promise((res, rej) => http.get({ port, host: '127.0.0.1', path, agent }, (r) => {
@@ -12,7 +14,7 @@ function get(path) {
 }
 const unesc = (s) => s.replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
 async function view(i) {
-  const p = await get('/');
+  const p = await get(viewPath);
   const id = p.body.match(/<div id="(phx-[0-9a-f]+)"/)[1];
   const session = unesc(p.body.match(/data-phx-session="([^"]*)"/)[1]);
   const csrf = p.body.match(/name="csrf-token" content="([^"]*)"/)[1];
@@ -20,7 +22,7 @@ async function view(i) {
   const v = { ws, id, ref: 10, waiting: null };
   ws.on('message', (m) => { const f = JSON.parse(m); if (v.waiting && f[1] === String(v.waitRef)) { const w = v.waiting; v.waiting = null; w(f); } });
   await new Promise((res, rej) => { ws.on('open', res); ws.on('error', rej); });
-  await send(v, 'phx_join', { url: `http://127.0.0.1:${port}/`, params: { _csrf_token: csrf, _mounts: 0 }, session, static: null });
+  await send(v, 'phx_join', { url: `http://127.0.0.1:${port}${viewPath}`, params: { _csrf_token: csrf, _mounts: 0 }, session, static: null });
   return v;
 }
 function send(v, event, payload) {
@@ -41,7 +43,7 @@ function send(v, event, payload) {
   for (let c = 0; c < clicks; c++) {
     const v = views[Math.floor(Math.random() * views.length)];
     const t0 = process.hrtime.bigint();
-    await send(v, 'event', { type: 'click', event: 'inc', value: { value: '' } });
+    await send(v, 'event', { type: 'click', event: eventName, value: { value: '' } });
     lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   lat.sort((a, b) => a - b);
