@@ -106,6 +106,31 @@ describe("live view", function()
     end)
   end)
 
+  it("patches: push_patch in an event reply, a client live_patch, a patch to another view", function()
+    with_app(function(port)
+      local p = page(port, "/features")
+      local c = assert(connect(port, p))
+      local r = join(c, port, p, "1", {url = ("http://127.0.0.1:%d/features?tab=two"):format(port)})
+      assert.equal("two", r[5].response.rendered["0"])             -- handle_params saw the URL's query
+      send(c, "1", "2", "lv:" .. p.id, "event", {type = "click", event = "tab3", value = {}})
+      local resp = recv(c)[5].response
+      assert.same({to = "/features?tab=three", kind = "push"}, resp.live_patch)
+      assert.equal("three", resp.diff["0"])
+      assert.equal("Features three", resp.diff.t)
+      send(c, "1", "3", "lv:" .. p.id, "live_patch", {url = ("http://127.0.0.1:%d/features?tab=four"):format(port)})
+      resp = recv(c)[5].response
+      assert.same({["0"] = "four", t = "Features four"}, resp.diff)
+      send(c, "1", "4", "lv:" .. p.id, "live_patch", {url = ("http://127.0.0.1:%d/form"):format(port)})
+      assert.same({link_redirect = true}, recv(c)[5].response)
+      -- a hook's pushEvent: the reply value is "r" in the diff, push_event is "e"
+      send(c, "1", "5", "lv:" .. p.id, "event", {type = "hook", event = "ping", value = {n = 1}})
+      resp = recv(c)[5].response
+      assert.same({pong = 2}, resp.diff.r)
+      assert.same({{"pong", {n = 1}}}, resp.diff.e)
+      c:close(1000)
+    end)
+  end)
+
   it("refuses a forged session, a wrong id, a missing view and a bad CSRF token; the connection lives on", function()
     with_app(function(port)
       local p = page(port, "/")
