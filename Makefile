@@ -273,11 +273,14 @@ check:
 	done
 	@$(LUA) .ci/summarize $(LOGS)
 
-# JavaScript peers of the specs (npm's ws and playwright-core, from
+# JavaScript peers of the specs (npm's ws, playwright-core and the official
+# phoenix / phoenix_live_view clients, from
 # spec/support/package.json), installed into spec/support/node_modules.
 spec-deps:
 	@if [ ! -f spec/support/node_modules/ws/package.json ] || \
-	    [ ! -f spec/support/node_modules/playwright-core/package.json ]; then \
+	    [ ! -f spec/support/node_modules/playwright-core/package.json ] || \
+	    [ ! -f spec/support/node_modules/phoenix/package.json ] || \
+	    [ ! -f spec/support/node_modules/phoenix_live_view/package.json ]; then \
 	  echo "spec-deps: npm install in spec/support"; \
 	  cd spec/support && npm install --no-audit --no-fund --silent; \
 	fi

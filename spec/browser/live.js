@@ -1,0 +1,175 @@
+// Headless Chromium (Debian's chromium via npm's playwright-core) drives the
+// live examples through the official phoenix / phoenix_live_view bundles.
+//   node spec/browser/live.js http://127.0.0.1:PORT   prints one JSON line
+const path = require('path');
+const { chromium } = require(path.join(__dirname, '../support/node_modules/playwright-core'));
+const base = process.argv[2];
+const r = { console: [] };
+// generous: the machine is shared and Chromium starts slowly under load
+const T = { timeout: 30000 };
+
+async function open(browser, url) {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') r.console.push(m.text()); });
+  page.on('pageerror', (e) => r.console.push('pageerror: ' + e.message));
+  await page.goto(url);
+  await page.waitForSelector('[data-phx-main].phx-connected', T);
+  return page;
+}
+const text = (page, sel) => page.textContent(sel);
+
+async function counter(browser) {
+  const page = await open(browser, base + '/');
+  for (let i = 1; i <= 3; i++) {
+    await page.click('#inc');
+    await page.waitForFunction((n) => document.querySelector('#count').textContent === String(n), i, T);
+  }
+  await page.click('#add');
+  await page.waitForFunction(() => document.querySelector('#count').textContent === '13', null, T);
+  await page.click('#dec');
+  await page.waitForFunction(() => document.querySelector('#count').textContent === '12', null, T);
+  r.counter = { count: await text(page, '#count'), title: await page.title() };
+  for (let i = 0; i < 13; i++) await page.click('#dec');
+  await page.waitForSelector('#neg', T);
+  r.counter.negative = await text(page, '#neg');
+  await page.context().close();
+}
+
+async function form(browser) {
+  const page = await open(browser, base + '/form');
+  await page.type('#name', 'a');
+  await page.waitForSelector('#name-error', T);
+  r.form = { nameError: await text(page, '#name-error'), emailErrorShown: await page.$('#email-error') !== null };
+  await page.type('#name', 'da');
+  await page.waitForSelector('#name-error', { state: 'detached', timeout: 30000 });
+  await page.type('#email', 'ada');
+  await page.waitForSelector('#email-error', T);
+  r.form.emailError = await text(page, '#email-error');
+  r.form.disabled = await page.$eval('#save', (b) => b.disabled);
+  await page.type('#email', '@example.org');
+  await page.waitForSelector('#email-error', { state: 'detached', timeout: 30000 });
+  await page.click('#save');
+  await page.waitForSelector('#flash', T);
+  r.form.flash = await text(page, '#flash');
+  r.form.saved = await text(page, '#saved');
+  await page.context().close();
+}
+
+async function chat(browser) {
+  const p1 = await open(browser, base + '/chat?nick=ann');
+  const p2 = await open(browser, base + '/chat?nick=bob');
+  await p1.fill('#text', 'hello from ann');
+  await p1.click('#send');
+  await p2.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 1, null, T);
+  await p2.fill('#text', 'hi ann');
+  await p2.press('#text', 'Enter');
+  await p1.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 2, null, T);
+  await p2.waitForFunction(() => document.querySelectorAll('#messages .msg').length === 2, null, T);
+  r.chat = {
+    p1: await p1.$$eval('#messages .msg', (els) => els.map((e) => e.textContent)),
+    p2: await p2.$$eval('#messages .msg', (els) => els.map((e) => e.textContent)),
+    title: await p1.title(),
+  };
+  await p1.context().close();
+  await p2.context().close();
+}
+
+async function dashboard(browser) {
+  const page = await open(browser, base + '/dashboard');
+  // PubSub updates arrive without any click, the hook draws the chart
+  await page.waitForFunction(() => Number(document.querySelector('#updates').textContent) >= 3, null, T);
+  await page.waitForFunction(() => (document.querySelector('#chart').dataset.points || '') !== '', null, T);
+  // the chart as drawn before the reset (a reset empties the history)
+  const chart = /^[\d,]+$/.test(await page.$eval('#chart', (e) => e.dataset.points));
+  const before = Number(await text(page, '#requests'));
+  await page.click('#reset');
+  // the reply sets the count back to 0 (later ticks add at most 5 each)
+  const reset = await page.waitForFunction((b) => Number(document.querySelector('#requests').textContent) < b,
+    before, T).then(() => true, () => false);
+  await page.click('#refresh');
+  r.dashboard = {
+    grew: before > 0, reset,
+    memory: /^\d+(\.\d)? (B|KB|MB)$/.test(await text(page, '#memory')),
+    updated: /^\d\d:\d\d:\d\d$/.test(await text(page, '#updated')),
+    chart,
+    title: await page.title(),
+  };
+  await page.context().close();
+}
+
+async function features(browser) {
+  const page = await open(browser, base + '/features');
+  const f = {};
+  await page.waitForFunction(() => document.querySelector('#hook').dataset.reply === '42', null, T);
+  await page.waitForFunction(() => document.querySelector('#hook').dataset.pong === '41', null, T);
+  f.pings = await text(page, '#pings');
+  await page.type('#key', 'ab');
+  await page.press('#key', 'Enter');
+  await page.waitForFunction(() => document.querySelector('#last-key').textContent !== '', null, T);
+  f.key = await text(page, '#last-key');
+  await page.focus('#focus');
+  await page.waitForFunction(() => document.querySelector('#focus-state').textContent === 'focused', null, T);
+  await page.focus('#key');
+  await page.waitForFunction(() => document.querySelector('#focus-state').textContent === 'blurred', null, T);
+  f.focus = 'ok';
+  await page.type('#q', 'moon', { delay: 20 });
+  await page.waitForFunction(() => document.querySelector('#query').textContent === 'moon', null, T);
+  f.searches = Number(await text(page, '#searches'));
+  await page.click('#patch');
+  await page.waitForFunction(() => document.querySelector('#tab').textContent === 'Tab two', null, T);
+  f.patchUrl = new URL(page.url()).search;
+  f.patchTitle = await page.title();
+  await page.click('#server-patch');
+  await page.waitForFunction(() => document.querySelector('#tab').textContent === 'Tab three', null, T);
+  f.serverPatchUrl = new URL(page.url()).search;
+  await page.evaluate(() => { window.samePage = true; });
+  await page.click('#nav');
+  await page.waitForFunction(() => document.querySelector('#count') && document.querySelector('#count').textContent === '5', null, T);
+  f.navigatePath = new URL(page.url()).pathname;
+  f.noReload = await page.evaluate(() => window.samePage === true);
+  await page.click('#inc');
+  await page.waitForFunction(() => document.querySelector('#count').textContent === '6', null, T);
+  f.afterNavigate = await text(page, '#count');
+  r.features = f;
+  await page.context().close();
+}
+
+// The server restarts (the spec stops it once `marker` exists and starts it
+// again on the same port): the client reconnects, mount rebuilds the state.
+async function reconnect(browser) {
+  const fs = require('fs');
+  const page = await open(browser, base + '/');
+  await page.click('#inc');
+  await page.click('#inc');
+  await page.waitForFunction(() => document.querySelector('#count').textContent === '2', null, T);
+  await page.evaluate(() => { window.__mark = 1; });
+  fs.writeFileSync(process.argv[4], 'restart');
+  await page.waitForSelector('[data-phx-main].phx-error, [data-phx-main].phx-loading', { timeout: 30000 });
+  r.reconnect = { lost: true };
+  await page.waitForFunction(() => document.querySelector('#count').textContent === '0', null, { timeout: 20000 });
+  await page.waitForSelector('[data-phx-main].phx-connected', T);
+  await page.click('#inc');
+  await page.waitForFunction(() => document.querySelector('#count').textContent === '1', null, T);
+  r.reconnect.count = await text(page, '#count');
+  r.reconnect.reloaded = await page.evaluate(() => window.__mark !== 1);
+  await page.context().close();
+}
+
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless=new', '--no-sandbox', '--disable-gpu'],
+  });
+  const only = process.argv[3];
+  try {
+    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat], ['dashboard', dashboard], ['features', features],
+    ['reconnect', reconnect]]) {
+      if (only ? only !== name : name === 'reconnect') continue;
+      try { await fn(browser); } catch (e) { r[name + 'Error'] = String(e.message || e).split('\n')[0]; }
+    }
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(r));
+})().catch((e) => { console.log(JSON.stringify({ error: String(e) })); process.exit(1); });
