@@ -299,7 +299,10 @@ _run: $(RUN_PREREQS)
 
 BENCH_ARGS ?=
 
+# BEAM's side of each pair (bench/beam/): Debian's erlang-nox, installed here
+# because only `make bench` needs it
 bench: deps
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES=erlang-nox
 	@$(MAKE) --no-print-directory all
 	env $(SPEC_VARS) $(LUA) bench/run.lua $(BENCH_ARGS)
 

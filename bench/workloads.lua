@@ -84,12 +84,20 @@ function W.ring(n, laps, scheds)
   end, {schedulers = scheds})
 end
 
+-- where: nil (both on one scheduler), "across" (the peer pinned to the other
+-- scheduler) or "default" (the peer placed as spawn places it by default)
+local function placement(where)
+  if where == "across" then return {scheduler = 2}, "different schedulers", 2 end
+  if where == "default" then return {}, "default placement", "default" end
+  return {scheduler = "here"}, "same scheduler", 1
+end
+
 function W.pingpong(rounds, where)
   rounds = tonumber(rounds) or 200000
-  local across = where == "across"
+  local opts, figure, scheds = placement(where)
   mb.run(function()
     local me = mb.self()
-    local peer = mb.spawn_opt({scheduler = across and 2 or "here"}, function()
+    local peer = mb.spawn_opt(opts, function()
       while true do
         local m = mb.receive()
         if m == false then return end
@@ -103,16 +111,17 @@ function W.pingpong(rounds, where)
     end
     local dt = clock() - t0
     mb.send(peer, false)
-    result("ping-pong", across and "different schedulers" or "same scheduler", dt / rounds * 1e6,
-           "us/round trip", across and 2 or 1)
-  end, {schedulers = 2})
+    result("ping-pong", figure, dt / rounds * 1e6, "us/round trip", scheds == "default" and mb.schedulers() or scheds)
+  end, {schedulers = where == "default" and nil or 2})
 end
 
-function W.throughput(n)
+-- where: nil (the receiver on the other of 2 schedulers) or "here" (1 scheduler)
+function W.throughput(n, where)
   n = tonumber(n) or 1000000
+  local scheds = where == "here" and 1 or 2
   mb.run(function()
     local me = mb.self()
-    local sink = mb.spawn_opt({scheduler = 2}, function()
+    local sink = mb.spawn_opt({scheduler = scheds}, function()
       local count = 0
       while true do
         local m = mb.receive()
@@ -126,8 +135,8 @@ function W.throughput(n)
     local got = mb.receive()
     local dt = clock() - t0
     assert(got == n + 1)
-    result("send throughput", "1 sender -> 1 receiver", n / dt, "msgs/s", 2)
-  end, {schedulers = 2})
+    result("send throughput", "1 sender -> 1 receiver", n / dt, "msgs/s", scheds)
+  end, {schedulers = scheds})
 end
 
 function W.fanout(subs, casts)
@@ -242,20 +251,19 @@ W.gen_call = function(rounds, where)
   rounds = tonumber(rounds) or 100000
   local ok, gen_server = pcall(require, "moonbeam.gen_server")
   if not ok then io.stderr:write("gen_server not available\n") return end
-  local across = where == "across"
+  local opts, figure, scheds = placement(where)
   mb.run(function()
     local mod = {
       init = function() return "ok", 0 end,
       handle_call = function(req, _, state) return "reply", req, state end,
     }
-    local pid = assert(gen_server.start(mod, nil, {scheduler = across and 2 or "here"}))
+    local pid = assert(gen_server.start(mod, nil, opts))
     local t0 = clock()
     for i = 1, rounds do gen_server.call(pid, i) end
     local dt = clock() - t0
-    result("GenServer.call", across and "different schedulers" or "same scheduler", dt / rounds * 1e6,
-           "us", across and 2 or 1)
+    result("GenServer.call", figure, dt / rounds * 1e6, "us", scheds == "default" and mb.schedulers() or scheds)
     gen_server.stop(pid)
-  end, {schedulers = 2})
+  end, {schedulers = where == "default" and nil or 2})
 end
 
 local name = arg[1]
