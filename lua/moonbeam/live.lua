@@ -12,6 +12,7 @@
 --- rendered tree. See docs/live.md.
 local template = require "moonbeam.live.template"
 local channel = require "moonbeam.channel"
+local component = require "moonbeam.live.component"
 
 local M = {}
 
@@ -103,28 +104,68 @@ end
 
 -- ------------------------------------------------------------ rendering
 
---- Renders the view of `socket`: returns the wire form (full when `full`, a
---- diff otherwise, nil when nothing changed). Keeps the tree in socket.private.
-function M.render(view, socket, full)
+--- A stateful component in a template: `<%= live.component(Module, {id = "x", ...}) %>`
+--- (Module: a module table or name). See moonbeam.live.component.
+function M.component(mod, assigns)
+  return setmetatable({module = mod, assigns = assigns}, template.Component)
+end
+
+--- Runs `update(assigns, socket)` of the component (module, id) of the view
+--- process `pid` (default: this process), which then pushes the diff.
+--- `M.send_update(module, assigns)` or `M.send_update(pid, module, assigns)`;
+--- assigns must hold the id. Module must be a name (string) to cross processes.
+function M.send_update(pid, mod, assigns)
+  local mb = require "moonbeam"
+  if assigns == nil then pid, mod, assigns = mb.self(), pid, mod end
+  if type(mod) ~= "string" then
+    for name, m in pairs(package.loaded) do if m == mod then mod = name break end end
+  end
+  assert(type(mod) == "string", "live.send_update: module name needed")
+  assert(type(assigns) == "table" and assigns.id ~= nil, "live.send_update: assigns need an id")
+  mb.send(pid, {"$live_send_update", mod, assigns})
+end
+
+-- The view's node for `socket` (tracked when its render is a template).
+local function render_view(view, socket, full)
   local p = socket.private
   local r = view.render
-  local node
   if not r then error("live view has no render", 0) end
   if template.is_template(r) then
     p.track = p.track or {}
-    node = r:render(socket.assigns, (not full) and p.tree or nil, (not full) and socket.changed or nil, p.track)
-  else
-    local v = r(socket.assigns)
-    if type(v) == "string" then
-      node = setmetatable({t = "string", s = {"", ""}, d = {v}}, template.Node)
-    elseif getmetatable(v) == template.Node then
-      node = v
-    else
-      node = setmetatable({t = "string", s = {"", ""}, d = {template.value(v)}}, template.Node)
-    end
+    return r:render(socket.assigns, (not full) and p.tree or nil, (not full) and socket.changed or nil, p.track)
   end
-  local out
-  if full or not p.tree then out = template.wire(node) else out = template.diff(p.tree, node) end
+  local v = r(socket.assigns)
+  if type(v) == "string" then
+    return setmetatable({t = "string", s = {"", ""}, d = {v}}, template.Node)
+  elseif getmetatable(v) == template.Node then
+    return v
+  end
+  return setmetatable({t = "string", s = {"", ""}, d = {template.value(v)}}, template.Node)
+end
+
+--- Renders the view of `socket`: returns the wire form (full when `full`, a
+--- diff otherwise, nil when nothing changed) and the node. Keeps the tree in
+--- socket.private. `comps`, a list of components of this view, are rendered
+--- too (after one of their events or a send_update); the view itself is
+--- rendered unless `comps` is given and `with_view` is not true.
+function M.render(view, socket, full, comps, with_view)
+  local p = socket.private
+  local reg = p.comps
+  if not reg then reg = component.registry() p.comps = reg end
+  component.begin(M, reg, socket)
+  local out, node
+  if comps and not with_view then
+    node = p.tree
+  else
+    local ok, n = pcall(render_view, view, socket, full)
+    if not ok then
+      component.abort(reg)
+      error(n, 0)
+    end
+    node = n
+    if full or not p.tree then out = template.wire(node) else out = template.diff(p.tree, node) end
+  end
+  out = component.finish(M, reg, socket, out, full, comps)
   local title = socket.assigns.page_title
   if title ~= nil and (full or socket.changed.page_title) then
     out = out or {}
@@ -139,6 +180,12 @@ function M.render(view, socket, full)
   p.html = nil
   socket.changed = {}
   return out, node
+end
+
+--- The HTML of a rendered node of the view of `socket` (components inlined).
+function M.html(socket, node)
+  local reg = socket.private.comps
+  return template.html(node, reg and function(cid) return component.html(reg, cid) end)
 end
 
 -- ------------------------------------------------------------ callbacks
@@ -257,7 +304,7 @@ function M.page(view_name, cfg)
     local token = sess_mod.sign(cfg.secret_key_base, cfg.signing_salt or "moonbeam live",
       {id = id, view = view_name, session = session})
     local container = ('<div id="%s" data-phx-main data-phx-session="%s" data-phx-static="">%s</div>')
-      :format(id, attr(token), template.html(node))
+      :format(id, attr(token), M.html(socket, node))
     local csrf = has_session and require("moonbeam.http.csrf").token(conn) or ""
     local layout = cfg.layout and (type(cfg.layout) == "string" and require(cfg.layout) or cfg.layout)
       or M.default_layout

@@ -19,7 +19,13 @@ local M = {}
 -- metatable of nodes: {t = tid, s = statics, d = dynamics}, or comprehensions (c = true, e = entries)
 local Node = {}
 local Safe = {}     -- metatable of raw (already safe) strings
-M.Node, M.Safe = Node, Safe
+local Component = {} -- metatable of `live.component(Module, assigns)` calls: {module, assigns}
+local CID = {}       -- metatable of `@myself`: {cid = n}; renders as the number's text
+M.Node, M.Safe, M.Component, M.CID = Node, Safe, Component, CID
+
+--- Set by moonbeam.live while it renders a view: turns a component call into
+--- its cid (an integer, the wire form of a component in a dynamic).
+M.on_component = nil
 
 -- ------------------------------------------------------------ values
 
@@ -45,6 +51,11 @@ local function value(x)
     local mt = getmetatable(x)
     if mt == Node then return x end
     if mt == Safe then return x[1] end
+    if mt == CID then return tostring(x.cid) end
+    if mt == Component then
+      if not M.on_component then error("template: live.component outside a live view render", 0) end
+      return M.on_component(x)
+    end
     -- a list renders its items one after another
     local parts = {}
     for i = 1, #x do
@@ -342,15 +353,22 @@ function M.is_template(v) return getmetatable(v) == Template end
 
 -- ------------------------------------------------------------ output
 
---- The HTML of a value (a node, a comprehension or a string).
-function M.html(v)
-  if type(v) == "string" then return v end
+--- The HTML of a value (a node, a comprehension or a string). A component
+--- (a cid) becomes `resolve(cid)`; without `resolve`, M.component_html.
+function M.html(v, resolve)
+  local tv = type(v)
+  if tv == "string" then return v end
+  if tv == "number" then
+    resolve = resolve or M.component_html
+    if not resolve then error("template: component " .. v .. " outside a live view", 0) end
+    return resolve(v)
+  end
   local parts = {}
   local s = v.s
   local function one(d)
     for i = 1, #s do
       parts[#parts + 1] = s[i]
-      if i < #s then parts[#parts + 1] = M.html(d[i]) end
+      if i < #s then parts[#parts + 1] = M.html(d[i], resolve) end
     end
   end
   if v.c then for _, d in ipairs(v.e) do one(d) end else one(v.d) end
@@ -364,7 +382,8 @@ end
 
 --- The full wire form (Phoenix's rendered JSON) of a value.
 function M.wire(v)
-  if type(v) == "string" then return v end
+  local tv = type(v)
+  if tv == "string" or tv == "number" then return v end
   local n = #v.s - 1
   if v.c then
     local k = {kc = #v.e}
@@ -390,7 +409,8 @@ end
 --- without `s` is sent only where the client holds a node of the same
 --- template (LIVEVIEW-PROTOCOL.md 3.2).
 function M.diff(old, new)
-  if type(new) == "string" then
+  local tn = type(new)
+  if tn == "string" or tn == "number" then
     if old == new then return nil end
     return new
   end
