@@ -96,6 +96,14 @@ describe("live views in Chromium", function()
     assert.equal("6", f.afterNavigate)
   end)
 
+  it("components: own state, phx-target=@myself, send_update, removal in two steps", function()
+    local r = run()
+    assert.is_nil(r.error, r.error)
+    assert.is_nil(r.componentsError, r.componentsError)
+    assert.same({attr = "1", first = {"0", "3"}, afterAdd = {"0", "3", "1"}, willDestroy = true,
+                 destroyedReply = true, last = {"1", "0", "counters: 2"}}, r.components)
+  end)
+
   it("reconnects after a server restart; mount rebuilds the state", function()
     local r = mb.run(function()
       pubsub.start_link{name = "live_examples"}

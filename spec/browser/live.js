@@ -135,6 +135,57 @@ async function features(browser) {
   await page.context().close();
 }
 
+// Stateful components: each counter counts by itself (phx-target=@myself),
+// the view adds and removes them, "reset all" goes through send_update, and
+// a removed component is destroyed in two steps (frames watched on the socket).
+async function components(browser) {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  const frames = [];
+  page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => frames.push('> ' + f.payload));
+    ws.on('framereceived', (f) => frames.push('< ' + f.payload));
+  });
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') r.console.push(m.text()); });
+  page.on('pageerror', (e) => r.console.push('pageerror: ' + e.message));
+  await page.goto(base + '/components');
+  await page.waitForSelector('[data-phx-main].phx-connected', T);
+  const n = (id) => page.textContent('#n-' + id);
+  const waitN = (id, v) => page.waitForFunction(([i, x]) => {
+    const el = document.querySelector('#n-' + i); return el && el.textContent === x; }, [id, v], T);
+  const c = {};
+  c.attr = await page.getAttribute('#item-1', 'data-phx-component');
+  await page.click('#inc-2');
+  await waitN(2, '1');
+  await page.click('#inc-2');
+  await page.click('#inc-2');
+  await waitN(2, '3');
+  await page.waitForSelector('#many-2', T);
+  c.first = [await n(1), await n(2)];
+  await page.click('#add');
+  await page.waitForSelector('#item-3', T);
+  await page.click('#inc-3');
+  await waitN(3, '1');
+  c.afterAdd = [await n(1), await n(2), await n(3)];
+  await page.click('#reset');
+  await waitN(2, '0');
+  await waitN(3, '0');
+  await page.waitForSelector('#many-2', { state: 'detached', timeout: 30000 });
+  await page.click('#remove');
+  await page.waitForSelector('#item-3', { state: 'detached', timeout: 30000 });
+  await page.waitForFunction(() => true, null, T);
+  for (let i = 0; i < 100 && !frames.some((f) => f.startsWith('<') && f.includes('"cids":[3]')); i++) {
+    await page.waitForTimeout(100);
+  }
+  c.willDestroy = frames.some((f) => f.startsWith('>') && f.includes('"cids_will_destroy"') && f.includes('[3]'));
+  c.destroyedReply = frames.some((f) => f.startsWith('<') && f.includes('"cids":[3]'));
+  await page.click('#inc-1');
+  await waitN(1, '1');
+  c.last = [await n(1), await n(2), await page.textContent('#total')];
+  r.components = c;
+  await ctx.close();
+}
+
 // The server restarts (the spec stops it once `marker` exists and starts it
 // again on the same port): the client reconnects, mount rebuilds the state.
 async function reconnect(browser) {
@@ -163,7 +214,7 @@ async function reconnect(browser) {
   });
   const only = process.argv[3];
   try {
-    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat], ['dashboard', dashboard], ['features', features],
+    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat], ['dashboard', dashboard], ['features', features], ['components', components],
     ['reconnect', reconnect]]) {
       if (only ? only !== name : name === 'reconnect') continue;
       try { await fn(browser); } catch (e) { r[name + 'Error'] = String(e.message || e).split('\n')[0]; }
