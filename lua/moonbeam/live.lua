@@ -13,6 +13,7 @@
 local template = require "moonbeam.live.template"
 local channel = require "moonbeam.channel"
 local component = require "moonbeam.live.component"
+local stream = require "moonbeam.live.stream"
 
 local M = {}
 
@@ -104,6 +105,15 @@ end
 
 -- ------------------------------------------------------------ rendering
 
+--- Streams (see moonbeam.live.stream): `stream(socket, name, items, opts)`,
+--- `stream_insert(socket, name, item, opts)`, `stream_delete(socket, name, item)`,
+--- `stream_delete_by_dom_id(socket, name, id)`; the template loops over
+--- `@streams[name]` inside an element with `phx-update="stream"` and an id.
+M.stream = stream.stream
+M.stream_insert = stream.insert
+M.stream_delete = stream.delete
+M.stream_delete_by_dom_id = stream.delete_by_dom_id
+
 --- A stateful component in a template: `<%= live.component(Module, {id = "x", ...}) %>`
 --- (Module: a module table or name). See moonbeam.live.component.
 function M.component(mod, assigns)
@@ -147,8 +157,9 @@ end
 --- diff otherwise, nil when nothing changed) and the node. Keeps the tree in
 --- socket.private. `comps`, a list of components of this view, are rendered
 --- too (after one of their events or a send_update); the view itself is
---- rendered unless `comps` is given and `with_view` is not true.
-function M.render(view, socket, full, comps, with_view)
+--- rendered unless `comps` is given and `with_view` is not true. With
+--- `want_html`, also returns the page's HTML (before streams are emptied).
+function M.render(view, socket, full, comps, with_view, want_html)
   local p = socket.private
   local reg = p.comps
   if not reg then reg = component.registry() p.comps = reg end
@@ -177,9 +188,13 @@ function M.render(view, socket, full, comps, with_view)
     socket.events = {}
   end
   p.tree = node
-  p.html = nil
   socket.changed = {}
-  return out, node
+  local html = want_html and M.html(socket, node) or nil
+  if socket.assigns.streams then        -- sent: the server keeps no stream entry
+    template.prune_streams(node)
+    stream.prune(socket)
+  end
+  return out, node, html
 end
 
 --- The HTML of a rendered node of the view of `socket` (components inlined).
@@ -300,11 +315,11 @@ function M.page(view_name, cfg)
     socket = M.callback(view, "handle_params", socket, params, uri, socket)
     local to = socket.redirect_to or socket.navigate or socket.patch
     if to then return conn:redirect(to.to) end
-    local _, node = M.render(view, socket, true)
+    local _, _, html = M.render(view, socket, true, nil, nil, true)
     local token = sess_mod.sign(cfg.secret_key_base, cfg.signing_salt or "moonbeam live",
       {id = id, view = view_name, session = session})
     local container = ('<div id="%s" data-phx-main data-phx-session="%s" data-phx-static="">%s</div>')
-      :format(id, attr(token), M.html(socket, node))
+      :format(id, attr(token), html)
     local csrf = has_session and require("moonbeam.http.csrf").token(conn) or ""
     local layout = cfg.layout and (type(cfg.layout) == "string" and require(cfg.layout) or cfg.layout)
       or M.default_layout

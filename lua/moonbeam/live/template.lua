@@ -83,12 +83,22 @@ local function emit(tid, statics, d)
   c[#c + 1] = setmetatable({t = tid, s = statics, d = d}, Node)
 end
 
+--- Called by a stream (moonbeam.live.stream) when a loop iterates it: the
+--- loop's comprehension carries `annotation` as its "stream".
+function M.mark_stream(annotation)
+  local c = stack[#stack]
+  if c and c.loop then c.stream = annotation end
+end
+
+--- A value that encodes as the empty JSON list (see moonbeam.channel).
+M.EMPTY_LIST = "\0[]"
+
 local function close()
   local c = table.remove(stack)
   if c.loop then
     local entries = {}
     for i = 1, #c do entries[i] = c[i].d end
-    return setmetatable({t = c.t, s = c.s, c = true, e = entries}, Node)
+    return setmetatable({t = c.t, s = c.s, c = true, e = entries, stream = c.stream}, Node)
   end
   if #c == 0 then return "" end
   if #c == 1 then return c[1] end
@@ -351,6 +361,18 @@ end
 
 function M.is_template(v) return getmetatable(v) == Template end
 
+--- Empties the stream comprehensions of a rendered tree (after they were
+--- sent: the client keeps stream entries, the server does not).
+function M.prune_streams(v)
+  if type(v) ~= "table" then return end
+  if v.c then
+    if v.stream then v.e, v.stream = {}, nil return end
+    for _, d in ipairs(v.e) do for i = 1, #v.s - 1 do M.prune_streams(d[i]) end end
+  elseif v.d then
+    for i = 1, #v.s - 1 do M.prune_streams(v.d[i]) end
+  end
+end
+
 -- ------------------------------------------------------------ output
 
 --- The HTML of a value (a node, a comprehension or a string). A component
@@ -388,7 +410,7 @@ function M.wire(v)
   if v.c then
     local k = {kc = #v.e}
     for i, d in ipairs(v.e) do k[tostring(i - 1)] = dyn_wire(d, n, {}) end
-    return {s = v.s, k = k}
+    return {s = v.s, k = k, stream = v.stream}
   end
   return dyn_wire(v.d, n, {s = v.s})
 end
@@ -420,6 +442,14 @@ function M.diff(old, new)
   if old == new then return nil end
   local n = #new.s - 1
   if not new.c then return diff_dyn(old.d, new.d, n) end
+  if new.stream then
+    -- the client emptied its entries after the last render: all are new
+    local st = new.stream
+    if #new.e == 0 and st[3] == M.EMPTY_LIST and not st[4] then return nil end
+    local k = {kc = #new.e}
+    for i, d in ipairs(new.e) do k[tostring(i - 1)] = dyn_wire(d, n, {}) end
+    return {k = k, stream = st}
+  end
   local k, any = {}, #old.e ~= #new.e
   for i, d in ipairs(new.e) do
     local od = old.e[i]
