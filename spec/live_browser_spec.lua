@@ -104,6 +104,20 @@ describe("live views in Chromium", function()
                  destroyedReply = true, last = {"1", "0", "counters: 2"}}, r.components)
   end)
 
+  it("stream chat: messages appended through a stream, deleted, cleared by a reset", function()
+    local r = run()
+    assert.is_nil(r.error, r.error)
+    assert.is_nil(r.streamChatError, r.streamChatError)
+    local s = r.streamChat
+    assert.same({"server: welcome", "ann: one", "bob: two"}, s.p1)
+    assert.same(s.p1, s.p2)
+    assert.same({"messages-*", "messages-*", "messages-*"}, s.ids)
+    assert.same({"server: welcome", "bob: two"}, s.afterDelete)
+    assert.same({"bob: three"}, s.afterClear)
+    assert.same({"server: welcome", "ann: one", "bob: two", "bob: three"}, s.p2Last)
+    assert.equal("3 received", s.received)
+  end)
+
   it("reconnects after a server restart; mount rebuilds the state", function()
     local r = mb.run(function()
       pubsub.start_link{name = "live_examples"}

@@ -29,6 +29,8 @@ async function counter(browser) {
   await page.waitForFunction(() => document.querySelector('#count').textContent === '13', null, T);
   await page.click('#dec');
   await page.waitForFunction(() => document.querySelector('#count').textContent === '12', null, T);
+  // the client sets the title after the DOM patch: wait for it rather than race it
+  await page.waitForFunction(() => document.title === 'Count 12', null, T).catch(() => {});
   r.counter = { count: await text(page, '#count'), title: await page.title() };
   for (let i = 0; i < 13; i++) await page.click('#dec');
   await page.waitForSelector('#neg', T);
@@ -186,6 +188,38 @@ async function components(browser) {
   await ctx.close();
 }
 
+// A chat whose messages are a stream: appended from PubSub in both pages,
+// kept by the DOM only; delete one message, clear one page's list.
+async function streamChat(browser) {
+  const p1 = await open(browser, base + '/stream_chat?nick=ann');
+  const p2 = await open(browser, base + '/stream_chat?nick=bob');
+  const msgs = (p) => p.$$eval('#messages .msg b', (els) => els.map((e) => e.parentElement.firstChild.textContent + e.nextSibling.textContent.trim()));
+  const count = (p, n) => p.waitForFunction((k) => document.querySelectorAll('#messages .msg').length === k, n, T);
+  await p1.fill('#text', 'one');
+  await p1.click('#send');
+  await count(p2, 2);
+  await p2.fill('#text', 'two');
+  await p2.press('#text', 'Enter');
+  await count(p1, 3);
+  await count(p2, 3);
+  const s = { p1: await msgs(p1), p2: await msgs(p2) };
+  s.ids = await p1.$$eval('#messages .msg', (els) => els.map((e) => e.id.replace(/^messages-.*/, 'messages-*')));
+  await p1.click('#messages .msg:nth-child(2) .del');
+  await count(p1, 2);
+  s.afterDelete = await msgs(p1);
+  await p1.click('#clear');
+  await count(p1, 0);
+  await p2.fill('#text', 'three');
+  await p2.click('#send');
+  await count(p1, 1);
+  s.afterClear = await msgs(p1);
+  s.p2Last = await msgs(p2);
+  s.received = await text(p1, '#count');
+  r.streamChat = s;
+  await p1.context().close();
+  await p2.context().close();
+}
+
 // The server restarts (the spec stops it once `marker` exists and starts it
 // again on the same port): the client reconnects, mount rebuilds the state.
 async function reconnect(browser) {
@@ -214,7 +248,7 @@ async function reconnect(browser) {
   });
   const only = process.argv[3];
   try {
-    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat], ['dashboard', dashboard], ['features', features], ['components', components],
+    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat], ['dashboard', dashboard], ['features', features], ['components', components], ['streamChat', streamChat],
     ['reconnect', reconnect]]) {
       if (only ? only !== name : name === 'reconnect') continue;
       try { await fn(browser); } catch (e) { r[name + 'Error'] = String(e.message || e).split('\n')[0]; }
