@@ -118,6 +118,14 @@ describe("live views in Chromium", function()
     assert.equal("3 received", s.received)
   end)
 
+  it("flash: kept across a redirect (the __phoenix_flash__ cookie, read once) and a live navigation", function()
+    local r = run()
+    assert.is_nil(r.error, r.error)
+    assert.is_nil(r.flashError, r.flashError)
+    assert.same({afterRedirect = "redirected", tab = "Tab r", cookieLeft = false, afterReload = "",
+                 afterNavigate = "navigated", noReload = true}, r.flash)
+  end)
+
   it("reconnects after a server restart; mount rebuilds the state", function()
     local r = mb.run(function()
       pubsub.start_link{name = "live_examples"}

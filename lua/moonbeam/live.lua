@@ -96,6 +96,33 @@ function M.put_flash(socket, kind, message)
   return M.assign(socket, "flash", f)
 end
 
+-- ------------------------------------------------------------ flash across navigation
+--
+-- A redirect or navigate from a view carries its flash as a signed token (as
+-- Phoenix does): the client keeps it as the `__phoenix_flash__` cookie (60 s)
+-- for a redirect, which the next dead render reads and deletes, or passes it
+-- in the next join's `flash` for a navigate. Tokens older than 60 s are refused.
+
+M.FLASH_COOKIE = "__phoenix_flash__"
+local FLASH_SALT, FLASH_MAX_AGE = "moonbeam live flash", 60
+
+--- The signed token of `socket`'s flash, or nil when it is empty.
+function M.flash_token(cfg, socket)
+  local f = socket.assigns.flash
+  if type(f) ~= "table" or next(f) == nil then return nil end
+  return require("moonbeam.http.session").sign(cfg.secret_key_base, FLASH_SALT, f)
+end
+
+--- The flash of a token (nil when missing, forged or expired).
+function M.flash_of(cfg, token)
+  if type(token) ~= "string" or token == "" then return nil end
+  local f = require("moonbeam.http.session").verify(cfg.secret_key_base, FLASH_SALT, token, FLASH_MAX_AGE)
+  if type(f) ~= "table" then return nil end
+  local out = {}
+  for k, v in pairs(f) do if type(k) == "string" and type(v) == "string" then out[k] = v end end
+  return out
+end
+
 --- Removes the flash of `kind` (all without kind).
 function M.clear_flash(socket, kind)
   local f = {}
@@ -309,6 +336,12 @@ function M.page(view_name, cfg)
     local session, has_session = session_of(conn)
     local id = random_id()
     local socket = M.new_socket{id = id, view = view_name, endpoint = cfg}
+    conn:fetch_cookies()
+    local ftoken = conn.cookies and conn.cookies[M.FLASH_COOKIE]
+    if ftoken then
+      socket.assigns.flash = M.flash_of(cfg, ftoken) or {}
+      conn:delete_resp_cookie(M.FLASH_COOKIE, {path = "/"})
+    end
     socket = M.callback(view, "mount", socket, params, session, socket)
     local uri = ("http://%s%s%s"):format(conn.headers.host or "localhost", conn.request_path or conn.path,
       (conn.query_string and conn.query_string ~= "") and ("?" .. conn.query_string) or "")
@@ -317,7 +350,7 @@ function M.page(view_name, cfg)
     if to then return conn:redirect(to.to) end
     local _, _, html = M.render(view, socket, true, nil, nil, true)
     local token = sess_mod.sign(cfg.secret_key_base, cfg.signing_salt or "moonbeam live",
-      {id = id, view = view_name, session = session})
+      {id = id, view = view_name, session = session, flash = ftoken and socket.assigns.flash or nil})
     local container = ('<div id="%s" data-phx-main data-phx-session="%s" data-phx-static="">%s</div>')
       :format(id, attr(token), html)
     local csrf = has_session and require("moonbeam.http.csrf").token(conn) or ""

@@ -213,11 +213,36 @@ async function streamChat(browser) {
   await p2.click('#send');
   await count(p1, 1);
   s.afterClear = await msgs(p1);
+  await count(p2, 4);
   s.p2Last = await msgs(p2);
   s.received = await text(p1, '#count');
   r.streamChat = s;
   await p1.context().close();
   await p2.context().close();
+}
+
+// Flash across a redirect (the __phoenix_flash__ cookie, read once by the
+// next dead render) and across a live navigation (the join's flash).
+async function flash(browser) {
+  const page = await open(browser, base + '/features');
+  const f = {};
+  await page.click('#flash-redirect');
+  await page.waitForURL('**/features?tab=r', T);
+  await page.waitForSelector('[data-phx-main].phx-connected', T);
+  f.afterRedirect = await text(page, '#flash');
+  f.tab = await text(page, '#tab');
+  f.cookieLeft = (await page.context().cookies()).some((c) => c.name === '__phoenix_flash__');
+  await page.reload();
+  await page.waitForSelector('[data-phx-main].phx-connected', T);
+  f.afterReload = await text(page, '#flash');
+  await page.evaluate(() => { window.samePage = true; });
+  await page.click('#flash-navigate');
+  await page.waitForFunction(() => document.querySelector('#tab').textContent === 'Tab n', null, T);
+  await page.waitForSelector('[data-phx-main].phx-connected', T);
+  f.afterNavigate = await text(page, '#flash');
+  f.noReload = await page.evaluate(() => window.samePage === true);
+  r.flash = f;
+  await page.context().close();
 }
 
 // The server restarts (the spec stops it once `marker` exists and starts it
@@ -248,7 +273,7 @@ async function reconnect(browser) {
   });
   const only = process.argv[3];
   try {
-    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat], ['dashboard', dashboard], ['features', features], ['components', components], ['streamChat', streamChat],
+    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat], ['dashboard', dashboard], ['features', features], ['components', components], ['streamChat', streamChat], ['flash', flash],
     ['reconnect', reconnect]]) {
       if (only ? only !== name : name === 'reconnect') continue;
       try { await fn(browser); } catch (e) { r[name + 'Error'] = String(e.message || e).split('\n')[0]; }

@@ -12,14 +12,17 @@ local M = {}
 
 local TWO_WEEKS = 14 * 24 * 3600
 
--- Navigation fields of a reply/push, from what the view asked for.
+-- Navigation fields of a reply/push, from what the view asked for; a
+-- redirect or navigate carries the view's flash (moonbeam.live.flash_token).
 local function navigation(socket, resp)
   if socket.redirect_to then
     resp.redirect = socket.redirect_to
+    resp.redirect.flash = live.flash_token(socket.endpoint, socket)
     socket.redirect_to = nil
     return "redirect"
   elseif socket.navigate then
     resp.live_redirect = socket.navigate
+    resp.live_redirect.flash = live.flash_token(socket.endpoint, socket)
     socket.navigate = nil
     return "live_redirect"
   elseif socket.patch then
@@ -67,6 +70,8 @@ function M.join(topic, payload, csocket)
   local lv = live.new_socket{id = id, view = view_name, connected = true, endpoint = cfg,
     transport = csocket.transport, topic = topic, join_ref = csocket.join_ref,
     connect_params = payload.params}
+  -- a navigate's flash, or the one the dead render read from the cookie
+  lv.assigns.flash = live.flash_of(cfg, payload.flash) or (type(data.flash) == "table" and data.flash) or {}
   lv = live.callback(view, "mount", lv, params, data.session or {}, lv)
   local st = {lv = lv, view = view, cfg = cfg, url = url, origin = url:match("^(%a[%w+.-]*://[^/]*)")}
   local resp = {}
