@@ -188,22 +188,20 @@ end
 --- `want_html`, also returns the page's HTML (before streams are emptied).
 function M.render(view, socket, full, comps, with_view, want_html)
   local p = socket.private
-  local reg = p.comps
-  if not reg then reg = component.registry() p.comps = reg end
-  component.begin(M, reg, socket)
+  component.begin(M, socket)
   local out, node
   if comps and not with_view then
     node = p.tree
   else
     local ok, n = pcall(render_view, view, socket, full)
     if not ok then
-      component.abort(reg)
+      component.abort(socket)
       error(n, 0)
     end
     node = n
     if full or not p.tree then out = template.wire(node) else out = template.diff(p.tree, node) end
   end
-  out = component.finish(M, reg, socket, out, full, comps)
+  out = component.finish(M, socket, out, full, comps)
   local title = socket.assigns.page_title
   if title ~= nil and (full or socket.changed.page_title) then
     out = out or {}

@@ -21,9 +21,18 @@ local template = require "moonbeam.live.template"
 
 local M = {}
 
---- A fresh registry: kept in the view socket's `private.comps`.
+--- A fresh registry: kept in the view socket's `private.comps`, created by
+--- the first component call (a view without components carries none).
 function M.registry()
   return {next = 1, by_cid = {}, by_key = {}, pending = nil, queued = nil}
+end
+
+-- The registry of `parent` ready for a render pass (created when missing).
+local function active(parent)
+  local reg = parent.private.comps
+  if not reg then reg = M.registry() parent.private.comps = reg end
+  if not reg.pending then reg.pending, reg.queued, reg.seen = {}, {}, {} end
+  return reg
 end
 
 -- The name of a module (a string, or a loaded module table).
@@ -59,9 +68,10 @@ end
 
 --- Begins a render pass of the view owning `reg`: component calls met by
 --- the templates go through `M.use` until `M.finish`.
-function M.begin(live, reg, parent)
-  reg.pending, reg.queued, reg.seen = {}, {}, {}
-  template.on_component = function(call) return M.use(live, reg, call, parent) end
+function M.begin(live, parent)
+  local reg = parent.private.comps
+  if reg then reg.pending, reg.queued, reg.seen = nil, nil, nil end
+  template.on_component = function(call) return M.use(live, active(parent), call, parent) end
 end
 
 --- The cid of a component call met during a render (creating, reviving or
@@ -136,7 +146,13 @@ end
 --- templates call in turn, and `extra`, a list of components to render
 --- regardless) into `out.c`; moves their pushed events and navigation to
 --- `parent`. Returns out (created when needed).
-function M.finish(live, reg, parent, out, full, extra)
+function M.finish(live, parent, out, full, extra)
+  local reg = parent.private.comps
+  if not reg or (not reg.pending and not extra) then
+    template.on_component = nil
+    return out
+  end
+  reg = active(parent)
   for _, comp in ipairs(extra or {}) do queue(reg, comp) end
   local ok, err = pcall(function()
     local i = 1
@@ -165,9 +181,10 @@ function M.finish(live, reg, parent, out, full, extra)
 end
 
 --- Ends a render pass that failed (the view's render raised).
-function M.abort(reg)
+function M.abort(parent)
   template.on_component = nil
-  reg.pending, reg.queued, reg.seen = nil, nil, nil
+  local reg = parent.private.comps
+  if reg then reg.pending, reg.queued, reg.seen = nil, nil, nil end
 end
 
 --- The HTML of component `cid` (for the dead render).
