@@ -161,6 +161,23 @@ describe("live components", function()
     end)
   end)
 
+  it("answers malformed component frames without harm", function()
+    with_app(function(port)
+      local p = page(port, "/components")
+      local c = assert(connect(port, p))
+      join(c, port, p, "1", {url = ("http://127.0.0.1:%d/components"):format(port)})
+      assert.same({status = "ok", response = {}}, ev(c, p, "2", "inc", {cid = "abc"}))
+      assert.same({status = "ok", response = {}}, ev(c, p, "3", "inc", {cid = 99}))
+      send(c, "1", "4", "lv:" .. p.id, "cids_will_destroy", {cids = "x"})
+      assert.same({status = "ok", response = {}}, recv(c)[5])
+      send(c, "1", "5", "lv:" .. p.id, "cids_destroyed", {cids = {"x", 7}})
+      assert.truthy(recv_raw(c):find('"cids":[]', 1, true))
+      -- the components still work
+      assert.same({status = "ok", response = {diff = {c = {["1"] = {["3"] = "1"}}}}}, ev(c, p, "6", "inc", {cid = 1}))
+      c:close(1000)
+    end)
+  end)
+
   it("refuses a component without id, a duplicate id and a render without a root element", function()
     local Bad = {render = live.template[[text <%= @id %>]]}
     local Ok = {render = live.template[[<i><%= @id %></i>]]}
