@@ -137,7 +137,7 @@ DEB_PACKAGES += $(if $(shell command -v node),,nodejs) $(if $(shell command -v n
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 
-.PHONY: _fuzz_http spec-deps bench-http
+.PHONY: _fuzz_http spec-deps bench-http bench-live
 .PHONY: all deps test check run _run bench asan tsan fuzz _fuzz rock install-rock c-tests \
         examples lint clean
 
@@ -311,6 +311,14 @@ bench: deps
 bench-http: all spec-deps
 	env $(SPEC_VARS) $(LUA) bench/http.lua $(BENCH_HTTP_ARGS)
 	env $(SPEC_VARS) $(LUA) bench/ws.lua $(BENCH_HTTP_ARGS)
+
+# Live views: memory per connected view and click-to-patch (bench/live.lua,
+# BENCH_LIVE_ARGS e.g. "--views 10000 --clicks 500"), and the payload bytes of
+# the examples' updates (bench/live_bytes.lua); never part of make test.
+BENCH_LIVE_ARGS ?= --views 2000 --clicks 300
+bench-live: all spec-deps
+	env $(SPEC_VARS) $(LUA) bench/live.lua $(BENCH_LIVE_ARGS)
+	env $(SPEC_VARS) $(LUA) bench/live_bytes.lua
 
 # ------------------------------------------------------------------ fuzz
 # libFuzzer on the term decoder and on TCP input framing (csrc/io/tcp.c's

@@ -96,6 +96,36 @@ describe("live views in Chromium", function()
     assert.equal("6", f.afterNavigate)
   end)
 
+  it("components: own state, phx-target=@myself, send_update, removal in two steps", function()
+    local r = run()
+    assert.is_nil(r.error, r.error)
+    assert.is_nil(r.componentsError, r.componentsError)
+    assert.same({attr = "1", first = {"0", "3"}, afterAdd = {"0", "3", "1"}, willDestroy = true,
+                 destroyedReply = true, last = {"1", "0", "counters: 2"}}, r.components)
+  end)
+
+  it("stream chat: messages appended through a stream, deleted, cleared by a reset", function()
+    local r = run()
+    assert.is_nil(r.error, r.error)
+    assert.is_nil(r.streamChatError, r.streamChatError)
+    local s = r.streamChat
+    assert.same({"server: welcome", "ann: one", "bob: two"}, s.p1)
+    assert.same(s.p1, s.p2)
+    assert.same({"messages-*", "messages-*", "messages-*"}, s.ids)
+    assert.same({"server: welcome", "bob: two"}, s.afterDelete)
+    assert.same({"bob: three"}, s.afterClear)
+    assert.same({"server: welcome", "ann: one", "bob: two", "bob: three"}, s.p2Last)
+    assert.equal("3 received", s.received)
+  end)
+
+  it("flash: kept across a redirect (the __phoenix_flash__ cookie, read once) and a live navigation", function()
+    local r = run()
+    assert.is_nil(r.error, r.error)
+    assert.is_nil(r.flashError, r.flashError)
+    assert.same({afterRedirect = "redirected", tab = "Tab r", cookieLeft = false, afterReload = "",
+                 afterNavigate = "navigated", noReload = true}, r.flash)
+  end)
+
   it("reconnects after a server restart; mount rebuilds the state", function()
     local r = mb.run(function()
       pubsub.start_link{name = "live_examples"}

@@ -45,6 +45,8 @@ live.live(r, "/form", "live_views.form", cfg)
 live.live(r, "/chat", "live_views.chat", cfg)
 live.live(r, "/dashboard", "live_views.dashboard", cfg)
 live.live(r, "/features", "live_views.features", cfg)
+live.live(r, "/components", "live_views.components", cfg)
+live.live(r, "/stream_chat", "live_views.stream_chat", cfg)
 
 return plug.pipeline{
   session.plug{key = "_moonbeam_live", secret_key_base = SECRET, signing_salt = "cookie"},

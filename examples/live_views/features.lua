@@ -20,6 +20,9 @@ M.render = live.template[[
 <a id="patch" data-phx-link="patch" data-phx-link-state="push" href="/features?tab=two">tab two</a>
 <button id="server-patch" phx-click="tab3">tab three</button>
 <a id="nav" data-phx-link="redirect" data-phx-link-state="push" href="/counter/5">counter at 5</a>
+<p id="flash"><%= @flash.info %></p>
+<button id="flash-redirect" phx-click="flash_redirect">flash, then redirect</button>
+<button id="flash-navigate" phx-click="flash_navigate">flash, then navigate</button>
 ]]
 
 function M.mount(_params, _session, socket)
@@ -43,6 +46,12 @@ function M.handle_event(event, params, socket)
     live.assign(socket, "pings", a.pings + 1)
     live.push_event(socket, "pong", {n = params.n})
     return "reply", {pong = (params.n or 0) + 1}, socket
+  elseif event == "flash_redirect" then      -- the flash survives the page load
+    live.put_flash(socket, "info", "redirected")
+    live.redirect(socket, {to = "/features?tab=r"})
+  elseif event == "flash_navigate" then      -- and the live navigation
+    live.put_flash(socket, "info", "navigated")
+    live.push_navigate(socket, {to = "/features?tab=n"})
   elseif event == "tab3" then
     live.push_patch(socket, {to = "/features?tab=three"})
   end

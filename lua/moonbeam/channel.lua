@@ -21,10 +21,16 @@ local null = json.null
 local function jv(v) if v == nil then return null end return v end
 local function nn(v) if v == null then return nil end return v end
 
+--- A value that encodes as the empty JSON list `[]` (lua-cjson 2.1 writes
+--- an empty table as `{}`). It is a string no client sends: "\0[]".
+M.EMPTY_LIST = "\0[]"
+local EMPTY_JSON = '"\\u0000[]"'
+
 --- The JSON text of one v2 frame.
 function M.encode_frame(join_ref, ref, topic, event, payload)
   local s, err = json.encode({jv(join_ref), jv(ref), topic, event, payload or {}})
   if not s then error("channel: payload cannot be encoded as JSON: " .. tostring(err), 3) end
+  if s:find(EMPTY_JSON, 1, true) then s = s:gsub('"\\u0000%[%]"', "[]") end
   return s
 end
 

@@ -12,6 +12,8 @@
 --- rendered tree. See docs/live.md.
 local template = require "moonbeam.live.template"
 local channel = require "moonbeam.channel"
+local component = require "moonbeam.live.component"
+local stream = require "moonbeam.live.stream"
 
 local M = {}
 
@@ -94,6 +96,33 @@ function M.put_flash(socket, kind, message)
   return M.assign(socket, "flash", f)
 end
 
+-- ------------------------------------------------------------ flash across navigation
+--
+-- A redirect or navigate from a view carries its flash as a signed token (as
+-- Phoenix does): the client keeps it as the `__phoenix_flash__` cookie (60 s)
+-- for a redirect, which the next dead render reads and deletes, or passes it
+-- in the next join's `flash` for a navigate. Tokens older than 60 s are refused.
+
+M.FLASH_COOKIE = "__phoenix_flash__"
+local FLASH_SALT, FLASH_MAX_AGE = "moonbeam live flash", 60
+
+--- The signed token of `socket`'s flash, or nil when it is empty.
+function M.flash_token(cfg, socket)
+  local f = socket.assigns.flash
+  if type(f) ~= "table" or next(f) == nil then return nil end
+  return require("moonbeam.http.session").sign(cfg.secret_key_base, FLASH_SALT, f)
+end
+
+--- The flash of a token (nil when missing, forged or expired).
+function M.flash_of(cfg, token)
+  if type(token) ~= "string" or token == "" then return nil end
+  local f = require("moonbeam.http.session").verify(cfg.secret_key_base, FLASH_SALT, token, FLASH_MAX_AGE)
+  if type(f) ~= "table" then return nil end
+  local out = {}
+  for k, v in pairs(f) do if type(k) == "string" and type(v) == "string" then out[k] = v end end
+  return out
+end
+
 --- Removes the flash of `kind` (all without kind).
 function M.clear_flash(socket, kind)
   local f = {}
@@ -103,28 +132,76 @@ end
 
 -- ------------------------------------------------------------ rendering
 
---- Renders the view of `socket`: returns the wire form (full when `full`, a
---- diff otherwise, nil when nothing changed). Keeps the tree in socket.private.
-function M.render(view, socket, full)
+--- Streams (see moonbeam.live.stream): `stream(socket, name, items, opts)`,
+--- `stream_insert(socket, name, item, opts)`, `stream_delete(socket, name, item)`,
+--- `stream_delete_by_dom_id(socket, name, id)`; the template loops over
+--- `@streams[name]` inside an element with `phx-update="stream"` and an id.
+M.stream = stream.stream
+M.stream_insert = stream.insert
+M.stream_delete = stream.delete
+M.stream_delete_by_dom_id = stream.delete_by_dom_id
+
+--- A stateful component in a template: `<%= live.component(Module, {id = "x", ...}) %>`
+--- (Module: a module table or name). See moonbeam.live.component.
+function M.component(mod, assigns)
+  return setmetatable({module = mod, assigns = assigns}, template.Component)
+end
+
+--- Runs `update(assigns, socket)` of the component (module, id) of the view
+--- process `pid` (default: this process), which then pushes the diff.
+--- `M.send_update(module, assigns)` or `M.send_update(pid, module, assigns)`;
+--- assigns must hold the id. Module must be a name (string) to cross processes.
+function M.send_update(pid, mod, assigns)
+  local mb = require "moonbeam"
+  if assigns == nil then pid, mod, assigns = mb.self(), pid, mod end
+  if type(mod) ~= "string" then
+    for name, m in pairs(package.loaded) do if m == mod then mod = name break end end
+  end
+  assert(type(mod) == "string", "live.send_update: module name needed")
+  assert(type(assigns) == "table" and assigns.id ~= nil, "live.send_update: assigns need an id")
+  mb.send(pid, {"$live_send_update", mod, assigns})
+end
+
+-- The view's node for `socket` (tracked when its render is a template).
+local function render_view(view, socket, full)
   local p = socket.private
   local r = view.render
-  local node
   if not r then error("live view has no render", 0) end
   if template.is_template(r) then
     p.track = p.track or {}
-    node = r:render(socket.assigns, (not full) and p.tree or nil, (not full) and socket.changed or nil, p.track)
-  else
-    local v = r(socket.assigns)
-    if type(v) == "string" then
-      node = setmetatable({t = "string", s = {"", ""}, d = {v}}, template.Node)
-    elseif getmetatable(v) == template.Node then
-      node = v
-    else
-      node = setmetatable({t = "string", s = {"", ""}, d = {template.value(v)}}, template.Node)
-    end
+    return r:render(socket.assigns, (not full) and p.tree or nil, (not full) and socket.changed or nil, p.track)
   end
-  local out
-  if full or not p.tree then out = template.wire(node) else out = template.diff(p.tree, node) end
+  local v = r(socket.assigns)
+  if type(v) == "string" then
+    return setmetatable({t = "string", s = {"", ""}, d = {v}}, template.Node)
+  elseif getmetatable(v) == template.Node then
+    return v
+  end
+  return setmetatable({t = "string", s = {"", ""}, d = {template.value(v)}}, template.Node)
+end
+
+--- Renders the view of `socket`: returns the wire form (full when `full`, a
+--- diff otherwise, nil when nothing changed) and the node. Keeps the tree in
+--- socket.private. `comps`, a list of components of this view, are rendered
+--- too (after one of their events or a send_update); the view itself is
+--- rendered unless `comps` is given and `with_view` is not true. With
+--- `want_html`, also returns the page's HTML (before streams are emptied).
+function M.render(view, socket, full, comps, with_view, want_html)
+  local p = socket.private
+  component.begin(M, socket)
+  local out, node
+  if comps and not with_view then
+    node = p.tree
+  else
+    local ok, n = pcall(render_view, view, socket, full)
+    if not ok then
+      component.abort(socket)
+      error(n, 0)
+    end
+    node = n
+    if full or not p.tree then out = template.wire(node) else out = template.diff(p.tree, node) end
+  end
+  out = component.finish(M, socket, out, full, comps)
   local title = socket.assigns.page_title
   if title ~= nil and (full or socket.changed.page_title) then
     out = out or {}
@@ -136,9 +213,19 @@ function M.render(view, socket, full)
     socket.events = {}
   end
   p.tree = node
-  p.html = nil
   socket.changed = {}
-  return out, node
+  local html = want_html and M.html(socket, node) or nil
+  if socket.assigns.streams then        -- sent: the server keeps no stream entry
+    template.prune_streams(node)
+    stream.prune(socket)
+  end
+  return out, node, html
+end
+
+--- The HTML of a rendered node of the view of `socket` (components inlined).
+function M.html(socket, node)
+  local reg = socket.private.comps
+  return template.html(node, reg and function(cid) return component.html(reg, cid) end)
 end
 
 -- ------------------------------------------------------------ callbacks
@@ -247,17 +334,23 @@ function M.page(view_name, cfg)
     local session, has_session = session_of(conn)
     local id = random_id()
     local socket = M.new_socket{id = id, view = view_name, endpoint = cfg}
+    conn:fetch_cookies()
+    local ftoken = conn.cookies and conn.cookies[M.FLASH_COOKIE]
+    if ftoken then
+      socket.assigns.flash = M.flash_of(cfg, ftoken) or {}
+      conn:delete_resp_cookie(M.FLASH_COOKIE, {path = "/"})
+    end
     socket = M.callback(view, "mount", socket, params, session, socket)
     local uri = ("http://%s%s%s"):format(conn.headers.host or "localhost", conn.request_path or conn.path,
       (conn.query_string and conn.query_string ~= "") and ("?" .. conn.query_string) or "")
     socket = M.callback(view, "handle_params", socket, params, uri, socket)
     local to = socket.redirect_to or socket.navigate or socket.patch
     if to then return conn:redirect(to.to) end
-    local _, node = M.render(view, socket, true)
+    local _, _, html = M.render(view, socket, true, nil, nil, true)
     local token = sess_mod.sign(cfg.secret_key_base, cfg.signing_salt or "moonbeam live",
-      {id = id, view = view_name, session = session})
+      {id = id, view = view_name, session = session, flash = ftoken and socket.assigns.flash or nil})
     local container = ('<div id="%s" data-phx-main data-phx-session="%s" data-phx-static="">%s</div>')
-      :format(id, attr(token), template.html(node))
+      :format(id, attr(token), html)
     local csrf = has_session and require("moonbeam.http.csrf").token(conn) or ""
     local layout = cfg.layout and (type(cfg.layout) == "string" and require(cfg.layout) or cfg.layout)
       or M.default_layout

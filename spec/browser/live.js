@@ -29,6 +29,8 @@ async function counter(browser) {
   await page.waitForFunction(() => document.querySelector('#count').textContent === '13', null, T);
   await page.click('#dec');
   await page.waitForFunction(() => document.querySelector('#count').textContent === '12', null, T);
+  // the client sets the title after the DOM patch: wait for it rather than race it
+  await page.waitForFunction(() => document.title === 'Count 12', null, T).catch(() => {});
   r.counter = { count: await text(page, '#count'), title: await page.title() };
   for (let i = 0; i < 13; i++) await page.click('#dec');
   await page.waitForSelector('#neg', T);
@@ -135,6 +137,114 @@ async function features(browser) {
   await page.context().close();
 }
 
+// Stateful components: each counter counts by itself (phx-target=@myself),
+// the view adds and removes them, "reset all" goes through send_update, and
+// a removed component is destroyed in two steps (frames watched on the socket).
+async function components(browser) {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  const frames = [];
+  page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => frames.push('> ' + f.payload));
+    ws.on('framereceived', (f) => frames.push('< ' + f.payload));
+  });
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') r.console.push(m.text()); });
+  page.on('pageerror', (e) => r.console.push('pageerror: ' + e.message));
+  await page.goto(base + '/components');
+  await page.waitForSelector('[data-phx-main].phx-connected', T);
+  const n = (id) => page.textContent('#n-' + id);
+  const waitN = (id, v) => page.waitForFunction(([i, x]) => {
+    const el = document.querySelector('#n-' + i); return el && el.textContent === x; }, [id, v], T);
+  const c = {};
+  c.attr = await page.getAttribute('#item-1', 'data-phx-component');
+  await page.click('#inc-2');
+  await waitN(2, '1');
+  await page.click('#inc-2');
+  await page.click('#inc-2');
+  await waitN(2, '3');
+  await page.waitForSelector('#many-2', T);
+  c.first = [await n(1), await n(2)];
+  await page.click('#add');
+  await page.waitForSelector('#item-3', T);
+  await page.click('#inc-3');
+  await waitN(3, '1');
+  c.afterAdd = [await n(1), await n(2), await n(3)];
+  await page.click('#reset');
+  await waitN(2, '0');
+  await waitN(3, '0');
+  await page.waitForSelector('#many-2', { state: 'detached', timeout: 30000 });
+  await page.click('#remove');
+  await page.waitForSelector('#item-3', { state: 'detached', timeout: 30000 });
+  await page.waitForFunction(() => true, null, T);
+  for (let i = 0; i < 100 && !frames.some((f) => f.startsWith('<') && f.includes('"cids":[3]')); i++) {
+    await page.waitForTimeout(100);
+  }
+  c.willDestroy = frames.some((f) => f.startsWith('>') && f.includes('"cids_will_destroy"') && f.includes('[3]'));
+  c.destroyedReply = frames.some((f) => f.startsWith('<') && f.includes('"cids":[3]'));
+  await page.click('#inc-1');
+  await waitN(1, '1');
+  c.last = [await n(1), await n(2), await page.textContent('#total')];
+  r.components = c;
+  await ctx.close();
+}
+
+// A chat whose messages are a stream: appended from PubSub in both pages,
+// kept by the DOM only; delete one message, clear one page's list.
+async function streamChat(browser) {
+  const p1 = await open(browser, base + '/stream_chat?nick=ann');
+  const p2 = await open(browser, base + '/stream_chat?nick=bob');
+  const msgs = (p) => p.$$eval('#messages .msg b', (els) => els.map((e) => e.parentElement.firstChild.textContent + e.nextSibling.textContent.trim()));
+  const count = (p, n) => p.waitForFunction((k) => document.querySelectorAll('#messages .msg').length === k, n, T);
+  await p1.fill('#text', 'one');
+  await p1.click('#send');
+  await count(p2, 2);
+  await p2.fill('#text', 'two');
+  await p2.press('#text', 'Enter');
+  await count(p1, 3);
+  await count(p2, 3);
+  const s = { p1: await msgs(p1), p2: await msgs(p2) };
+  s.ids = await p1.$$eval('#messages .msg', (els) => els.map((e) => e.id.replace(/^messages-.*/, 'messages-*')));
+  await p1.click('#messages .msg:nth-child(2) .del');
+  await count(p1, 2);
+  s.afterDelete = await msgs(p1);
+  await p1.click('#clear');
+  await count(p1, 0);
+  await p2.fill('#text', 'three');
+  await p2.click('#send');
+  await count(p1, 1);
+  s.afterClear = await msgs(p1);
+  await count(p2, 4);
+  s.p2Last = await msgs(p2);
+  s.received = await text(p1, '#count');
+  r.streamChat = s;
+  await p1.context().close();
+  await p2.context().close();
+}
+
+// Flash across a redirect (the __phoenix_flash__ cookie, read once by the
+// next dead render) and across a live navigation (the join's flash).
+async function flash(browser) {
+  const page = await open(browser, base + '/features');
+  const f = {};
+  await page.click('#flash-redirect');
+  await page.waitForURL('**/features?tab=r', T);
+  await page.waitForSelector('[data-phx-main].phx-connected', T);
+  f.afterRedirect = await text(page, '#flash');
+  f.tab = await text(page, '#tab');
+  f.cookieLeft = (await page.context().cookies()).some((c) => c.name === '__phoenix_flash__');
+  await page.reload();
+  await page.waitForSelector('[data-phx-main].phx-connected', T);
+  f.afterReload = await text(page, '#flash');
+  await page.evaluate(() => { window.samePage = true; });
+  await page.click('#flash-navigate');
+  await page.waitForFunction(() => document.querySelector('#tab').textContent === 'Tab n', null, T);
+  await page.waitForSelector('[data-phx-main].phx-connected', T);
+  f.afterNavigate = await text(page, '#flash');
+  f.noReload = await page.evaluate(() => window.samePage === true);
+  r.flash = f;
+  await page.context().close();
+}
+
 // The server restarts (the spec stops it once `marker` exists and starts it
 // again on the same port): the client reconnects, mount rebuilds the state.
 async function reconnect(browser) {
@@ -163,7 +273,7 @@ async function reconnect(browser) {
   });
   const only = process.argv[3];
   try {
-    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat], ['dashboard', dashboard], ['features', features],
+    for (const [name, fn] of [['counter', counter], ['form', form], ['chat', chat], ['dashboard', dashboard], ['features', features], ['components', components], ['streamChat', streamChat], ['flash', flash],
     ['reconnect', reconnect]]) {
       if (only ? only !== name : name === 'reconnect') continue;
       try { await fn(browser); } catch (e) { r[name + 'Error'] = String(e.message || e).split('\n')[0]; }

@@ -6,19 +6,23 @@
 local live = require "moonbeam.live"
 local channel = require "moonbeam.channel"
 local session = require "moonbeam.http.session"
+local component = require "moonbeam.live.component"
 
 local M = {}
 
 local TWO_WEEKS = 14 * 24 * 3600
 
--- Navigation fields of a reply/push, from what the view asked for.
+-- Navigation fields of a reply/push, from what the view asked for; a
+-- redirect or navigate carries the view's flash (moonbeam.live.flash_token).
 local function navigation(socket, resp)
   if socket.redirect_to then
     resp.redirect = socket.redirect_to
+    resp.redirect.flash = live.flash_token(socket.endpoint, socket)
     socket.redirect_to = nil
     return "redirect"
   elseif socket.navigate then
     resp.live_redirect = socket.navigate
+    resp.live_redirect.flash = live.flash_token(socket.endpoint, socket)
     socket.navigate = nil
     return "live_redirect"
   elseif socket.patch then
@@ -66,6 +70,8 @@ function M.join(topic, payload, csocket)
   local lv = live.new_socket{id = id, view = view_name, connected = true, endpoint = cfg,
     transport = csocket.transport, topic = topic, join_ref = csocket.join_ref,
     connect_params = payload.params}
+  -- a navigate's flash, or the one the dead render read from the cookie
+  lv.assigns.flash = live.flash_of(cfg, payload.flash) or (type(data.flash) == "table" and data.flash) or {}
   lv = live.callback(view, "mount", lv, params, data.session or {}, lv)
   local st = {lv = lv, view = view, cfg = cfg, url = url, origin = url:match("^(%a[%w+.-]*://[^/]*)")}
   local resp = {}
@@ -88,13 +94,14 @@ function M.join(topic, payload, csocket)
 end
 
 -- The response of an event: diff, reply value, navigation.
-local function response(st, reply)
+local function response(st, reply, comps)
   local patch = apply_patch(st)
   local lv = st.lv
   local resp = {}
   navigation(lv, resp)
   if patch then resp.live_patch = patch end
-  local diff = live.render(st.view, lv, false)
+  -- after a component's event only its components render, unless handle_params ran
+  local diff = live.render(st.view, lv, false, comps, patch ~= nil or not comps)
   if reply ~= nil then
     diff = diff or {}
     diff.r = reply
@@ -125,7 +132,23 @@ end
 function M.handle_in(event, payload, csocket)
   local st = csocket.live
   if event == "event" then
-    if payload.cid ~= nil then return "reply", {"ok", {}}, csocket end -- stateful components: not yet
+    if payload.cid ~= nil then
+      -- an event aimed at a component (phx-target): its handle_event, its diff
+      local comp = component.find(st.lv.private.comps or component.registry(), payload.cid)
+      if not comp then return "reply", {"ok", {}}, csocket end   -- removed meanwhile (Phoenix: a no-op)
+      local mod = comp.module
+      if not mod.handle_event then
+        error(("live component %s has no handle_event for %q"):format(comp.name, tostring(payload.event)), 0)
+      end
+      local cs, reply = live.callback(mod, "handle_event", comp.socket, payload.event, event_params(payload),
+        comp.socket)
+      comp.socket = cs
+      local lv = st.lv           -- a component navigates for its view
+      lv.redirect_to, lv.navigate, lv.patch = lv.redirect_to or cs.redirect_to, lv.navigate or cs.navigate,
+        lv.patch or cs.patch
+      cs.redirect_to, cs.navigate, cs.patch = nil, nil, nil
+      return "reply", {"ok", response(st, reply, {comp})}, csocket
+    end
     local view = st.view
     if not view.handle_event then
       error(("live view %s has no handle_event for %q"):format(st.lv.view, tostring(payload.event)), 0)
@@ -142,17 +165,36 @@ function M.handle_in(event, payload, csocket)
     st.lv = live.callback(st.view, "handle_params", st.lv, params, url, st.lv)
     return "reply", {"ok", response(st)}, csocket
   elseif event == "cids_will_destroy" then
+    local reg = st.lv.private.comps
+    if reg and type(payload.cids) == "table" then component.mark(reg, payload.cids) end
     return "reply", {"ok", {}}, csocket
   elseif event == "cids_destroyed" then
-    return "reply", {"ok", {cids = payload.cids or {}}}, csocket
+    local reg = st.lv.private.comps
+    local gone = (reg and type(payload.cids) == "table") and component.delete(reg, payload.cids) or {}
+    if #gone == 0 then gone = channel.EMPTY_LIST end
+    return "reply", {"ok", {cids = gone}}, csocket
   end
   return "reply", {"ok", {}}, csocket
 end
 
 function M.handle_info(msg, csocket)
   local st = csocket.live
-  st.lv = live.callback(st.view, "handle_info", st.lv, msg, st.lv)
-  local resp = response(st)
+  local resp
+  if type(msg) == "table" and msg[1] == "$live_send_update" then
+    local comp = component.find(st.lv.private.comps or component.registry(), msg[2], (msg[3] or {}).id)
+    if not comp then return "noreply", csocket end    -- removed meanwhile (Phoenix only warns)
+    local a = {}
+    for k, v in pairs(msg[3]) do a[k] = v end
+    if comp.module.update then
+      comp.socket = live.callback(comp.module, "update", comp.socket, a, comp.socket)
+    else
+      live.assign(comp.socket, a)
+    end
+    resp = response(st, nil, {comp})
+  else
+    st.lv = live.callback(st.view, "handle_info", st.lv, msg, st.lv)
+    resp = response(st)
+  end
   if resp.redirect then channel.push(csocket, "redirect", resp.redirect) end
   if resp.live_redirect then channel.push(csocket, "live_redirect", resp.live_redirect) end
   if resp.live_patch then channel.push(csocket, "live_patch", resp.live_patch) end

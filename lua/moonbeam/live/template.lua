@@ -19,7 +19,13 @@ local M = {}
 -- metatable of nodes: {t = tid, s = statics, d = dynamics}, or comprehensions (c = true, e = entries)
 local Node = {}
 local Safe = {}     -- metatable of raw (already safe) strings
-M.Node, M.Safe = Node, Safe
+local Component = {} -- metatable of `live.component(Module, assigns)` calls: {module, assigns}
+local CID = {}       -- metatable of `@myself`: {cid = n}; renders as the number's text
+M.Node, M.Safe, M.Component, M.CID = Node, Safe, Component, CID
+
+--- Set by moonbeam.live while it renders a view: turns a component call into
+--- its cid (an integer, the wire form of a component in a dynamic).
+M.on_component = nil
 
 -- ------------------------------------------------------------ values
 
@@ -45,6 +51,11 @@ local function value(x)
     local mt = getmetatable(x)
     if mt == Node then return x end
     if mt == Safe then return x[1] end
+    if mt == CID then return tostring(x.cid) end
+    if mt == Component then
+      if not M.on_component then error("template: live.component outside a live view render", 0) end
+      return M.on_component(x)
+    end
     -- a list renders its items one after another
     local parts = {}
     for i = 1, #x do
@@ -72,12 +83,22 @@ local function emit(tid, statics, d)
   c[#c + 1] = setmetatable({t = tid, s = statics, d = d}, Node)
 end
 
+--- Called by a stream (moonbeam.live.stream) when a loop iterates it: the
+--- loop's comprehension carries `annotation` as its "stream".
+function M.mark_stream(annotation)
+  local c = stack[#stack]
+  if c and c.loop then c.stream = annotation end
+end
+
+--- A value that encodes as the empty JSON list (see moonbeam.channel).
+M.EMPTY_LIST = "\0[]"
+
 local function close()
   local c = table.remove(stack)
   if c.loop then
     local entries = {}
     for i = 1, #c do entries[i] = c[i].d end
-    return setmetatable({t = c.t, s = c.s, c = true, e = entries}, Node)
+    return setmetatable({t = c.t, s = c.s, c = true, e = entries, stream = c.stream}, Node)
   end
   if #c == 0 then return "" end
   if #c == 1 then return c[1] end
@@ -340,17 +361,36 @@ end
 
 function M.is_template(v) return getmetatable(v) == Template end
 
+--- Empties the stream comprehensions of a rendered tree (after they were
+--- sent: the client keeps stream entries, the server does not).
+function M.prune_streams(v)
+  if type(v) ~= "table" then return end
+  if v.c then
+    if v.stream then v.e, v.stream = {}, nil return end
+    for _, d in ipairs(v.e) do for i = 1, #v.s - 1 do M.prune_streams(d[i]) end end
+  elseif v.d then
+    for i = 1, #v.s - 1 do M.prune_streams(v.d[i]) end
+  end
+end
+
 -- ------------------------------------------------------------ output
 
---- The HTML of a value (a node, a comprehension or a string).
-function M.html(v)
-  if type(v) == "string" then return v end
+--- The HTML of a value (a node, a comprehension or a string). A component
+--- (a cid) becomes `resolve(cid)`; without `resolve`, M.component_html.
+function M.html(v, resolve)
+  local tv = type(v)
+  if tv == "string" then return v end
+  if tv == "number" then
+    resolve = resolve or M.component_html
+    if not resolve then error("template: component " .. v .. " outside a live view", 0) end
+    return resolve(v)
+  end
   local parts = {}
   local s = v.s
   local function one(d)
     for i = 1, #s do
       parts[#parts + 1] = s[i]
-      if i < #s then parts[#parts + 1] = M.html(d[i]) end
+      if i < #s then parts[#parts + 1] = M.html(d[i], resolve) end
     end
   end
   if v.c then for _, d in ipairs(v.e) do one(d) end else one(v.d) end
@@ -364,12 +404,13 @@ end
 
 --- The full wire form (Phoenix's rendered JSON) of a value.
 function M.wire(v)
-  if type(v) == "string" then return v end
+  local tv = type(v)
+  if tv == "string" or tv == "number" then return v end
   local n = #v.s - 1
   if v.c then
     local k = {kc = #v.e}
     for i, d in ipairs(v.e) do k[tostring(i - 1)] = dyn_wire(d, n, {}) end
-    return {s = v.s, k = k}
+    return {s = v.s, k = k, stream = v.stream}
   end
   return dyn_wire(v.d, n, {s = v.s})
 end
@@ -390,7 +431,8 @@ end
 --- without `s` is sent only where the client holds a node of the same
 --- template (LIVEVIEW-PROTOCOL.md 3.2).
 function M.diff(old, new)
-  if type(new) == "string" then
+  local tn = type(new)
+  if tn == "string" or tn == "number" then
     if old == new then return nil end
     return new
   end
@@ -400,6 +442,14 @@ function M.diff(old, new)
   if old == new then return nil end
   local n = #new.s - 1
   if not new.c then return diff_dyn(old.d, new.d, n) end
+  if new.stream then
+    -- the client emptied its entries after the last render: all are new
+    local st = new.stream
+    if #new.e == 0 and st[3] == M.EMPTY_LIST and not st[4] then return nil end
+    local k = {kc = #new.e}
+    for i, d in ipairs(new.e) do k[tostring(i - 1)] = dyn_wire(d, n, {}) end
+    return {k = k, stream = st}
+  end
   local k, any = {}, #old.e ~= #new.e
   for i, d in ipairs(new.e) do
     local od = old.e[i]
