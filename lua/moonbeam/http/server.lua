@@ -340,26 +340,58 @@ function adapter.chunk(conn, data)
   return x.c:send(("%x\r\n"):format(#data) .. data .. "\r\n")
 end
 
-function adapter.send_file(conn, status, headers, path, offset, length)
-  local x = conn.private.http
+-- A file's range: the head and the bytes with sendfile(2) on plain TCP; on
+-- TLS (encryption happens in user space) read and sent in 64 KB pieces. A
+-- file that is gone or shorter than the range when it is opened fails before
+-- anything is sent (the handler may still answer); one that shrinks while it
+-- is sent ends the connection (the client sees fewer bytes than announced).
+local function send_file_pieces(c, head, path, offset, length)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
-  local size = f:seek("end")
-  length = length or (size - offset)
-  local extra = extra_lines(conn, status, x, length, headers)
-  local ok, serr = x.c:send(head_bytes(status, headers, extra))
-  if ok and conn.method ~= "HEAD" then
-    f:seek("set", offset)
-    local left = length
-    while left > 0 and ok do
-      local piece = f:read(math.min(left, 65536))
-      if not piece then break end
-      left = left - #piece
-      ok, serr = x.c:send(piece)
-    end
+  local ok, serr = c:send(head)
+  f:seek("set", offset)
+  local left = length
+  while left > 0 and ok do
+    local piece = f:read(math.min(left, 65536))
+    if not piece then ok, serr = nil, "truncated" break end
+    left = left - #piece
+    ok, serr = c:send(piece)
   end
   f:close()
-  if not ok then return nil, serr end
+  return ok, serr
+end
+
+function adapter.send_file(conn, status, headers, path, offset, length)
+  local x = conn.private.http
+  local c = x.c
+  local function unsent(err)   -- nothing went out: the handler may answer otherwise
+    conn.state = "unset"
+    conn.status = nil
+    return nil, err
+  end
+  if not length then
+    local f, err = io.open(path, "rb")
+    if not f then return unsent(err) end
+    length = f:seek("end") - offset
+    f:close()
+    if length < 0 then return unsent("changed") end
+  end
+  local extra = extra_lines(conn, status, x, length, headers)
+  local head = head_bytes(status, headers, extra)
+  if c.closed then return nil, "closed" end
+  local ok, err
+  if conn.method == "HEAD" then
+    ok, err = c:send(head)
+  else
+    ok, err = tcp.sendfile(c.sock, head, path, offset, length)
+    if not ok and err == "enotsup" then ok, err = send_file_pieces(c, head, path, offset, length) end
+  end
+  if not ok then
+    if err == "changed" or err == "enoent" or err == "eisdir" then return unsent(err) end
+    x.keep_alive = false
+    c.closed = true
+    return nil, err
+  end
   return conn
 end
 
