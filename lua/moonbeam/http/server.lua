@@ -89,10 +89,19 @@ end
 
 local function no_body_status(s) return s < 200 or s == 204 or s == 304 end
 
+local function is_drain(m) return type(m) == "table" and m[1] == "$http_drain" end
+
+-- "HTTP/1.1 200 OK\r\n" per status, made once per VM.
+local status_lines = setmetatable({}, {__index = function(t, st)
+  local line = "HTTP/1.1 " .. tostring(st) .. " " .. status_mod.reason(st) .. "\r\n"
+  if math.type(st) == "integer" and st >= 100 and st <= 999 then t[st] = line end
+  return line
+end})
+
 -- The status line and headers; `extra` are the lines the server adds.
 local function head_bytes(status, headers, extra)
-  local parts = {"HTTP/1.1 ", tostring(status), " ", status_mod.reason(status), "\r\n"}
-  local n = #parts
+  local parts = {status_lines[status]}
+  local n = 1
   for _, h in ipairs(headers) do
     parts[n + 1] = h[1]
     parts[n + 2] = ": "
@@ -105,9 +114,68 @@ local function head_bytes(status, headers, extra)
   return table.concat(parts)
 end
 
-local function has(headers, name)
-  for _, h in ipairs(headers) do if h[1] == name then return h[2] end end
-  return nil
+-- The head of a conn's response: its resp_headers sorted by name, one
+-- set-cookie per cookie (sorted by cookie name), then the lines the server
+-- adds: date, content-length (body_len, unless the handler set one or the
+-- status has no body), transfer-encoding (te), connection. Keeps to the
+-- order resp_header_list gives. Sets x.keep_alive false when the
+-- connection ends after this response.
+local function conn_head(conn, status, x, body_len, te)
+  local rh = conn.resp_headers
+  local names, nn = {}, 0
+  for k in pairs(rh) do nn = nn + 1 names[nn] = k end
+  if nn > 1 then table.sort(names) end
+  local parts, n = {status_lines[status]}, 1
+  for i = 1, nn do
+    local k = names[i]
+    parts[n + 1] = k
+    parts[n + 2] = ": "
+    parts[n + 3] = rh[k]
+    parts[n + 4] = "\r\n"
+    n = n + 4
+  end
+  local rc = conn.resp_cookies
+  if next(rc) then
+    local cn = {}
+    for k in pairs(rc) do cn[#cn + 1] = k end
+    table.sort(cn)
+    for _, k in ipairs(cn) do
+      parts[n + 1] = "set-cookie: "
+      parts[n + 2] = rc[k]
+      parts[n + 3] = "\r\n"
+      n = n + 3
+    end
+  end
+  if not rh.date then
+    parts[n + 1] = "date: "
+    parts[n + 2] = http_date()
+    parts[n + 3] = "\r\n"
+    n = n + 3
+  end
+  if body_len and not no_body_status(status) and not rh["content-length"] then
+    parts[n + 1] = "content-length: "
+    parts[n + 2] = body_len
+    parts[n + 3] = "\r\n"
+    n = n + 3
+  end
+  if te then
+    n = n + 1
+    parts[n] = te
+  end
+  local c = x.c
+  local want_close = rh.connection == "close"
+  if not c.draining and mb.receive(is_drain, 0) then c.draining = true end
+  if want_close or c.draining or c.requests >= c.opts.max_keepalive or x.force_close then
+    x.keep_alive = false
+  end
+  if not x.keep_alive then
+    if not want_close then n = n + 1 parts[n] = "connection: close\r\n" end
+  elseif conn.version == "1.0" then
+    n = n + 1
+    parts[n] = "connection: keep-alive\r\n"
+  end
+  parts[n + 1] = "\r\n"
+  return table.concat(parts)
 end
 
 -- ------------------------------------------------------------ connection
@@ -134,6 +202,8 @@ local function new_connection(sock, opts, srv_id)
     closed = false, draining = false,
     requests = 0,
   }, Conn)
+  -- the messages this connection reads: its socket's, and the drain
+  c.mine = function(x) return type(x) == "table" and (x[2] == sock or x[1] == "$http_drain") end
   local ip, port = tcp.peername(sock)
   c.peer = ip and {address = ip, port = port} or nil
   return c
@@ -157,14 +227,16 @@ function Conn:fill(deadline, idle)
       timeout = math.floor((deadline - mb.clock()) * 1000)
       if timeout < 0 then timeout = 0 end
     end
-    local m = mb.receive(function(x)
-      return type(x) == "table" and (x[2] == sock or x[1] == "$http_drain")
-    end, timeout)
+    local m = mb.receive(self.mine, timeout)
     if not m then return nil, "timeout" end
     local kind = KIND[m[1]]
     if kind == "tcp" then
       local ev = self.parser:feed(m[3])
-      for i = 1, #ev do self.ev_n = self.ev_n + 1 self.events[self.ev_n] = ev[i] end
+      if self.ev_i > self.ev_n then  -- all used (the usual case): take the parser's list
+        self.events, self.ev_i, self.ev_n = ev, 1, #ev
+      else
+        for i = 1, #ev do self.ev_n = self.ev_n + 1 self.events[self.ev_n] = ev[i] end
+      end
       if ev.error then
         self.error = ev.error
       elseif ev.upgrade then
@@ -187,7 +259,6 @@ end
 function Conn:next_event(deadline, idle)
   while self.ev_i > self.ev_n do
     self.ev_i, self.ev_n = 1, 0
-    self.events = {}
     if self.error or self.upgrade_rest then return nil, "stop" end
     local ok, why = self:fill(deadline, idle)
     if not ok then return nil, why end
@@ -286,30 +357,10 @@ function adapter.read_body(conn, max)
   return table.concat(parts)
 end
 
-local function is_drain(m) return type(m) == "table" and m[1] == "$http_drain" end
-
-local function extra_lines(conn, status, x, body_len, headers)
-  local extra = {}
-  if not has(headers, "date") then extra[#extra + 1] = "date: " .. http_date() .. "\r\n" end
-  if body_len and not no_body_status(status) and not has(headers, "content-length") then
-    extra[#extra + 1] = "content-length: " .. body_len .. "\r\n"
-  end
-  local want_close = has(headers, "connection") == "close"
-  if not x.c.draining and mb.receive(is_drain, 0) then x.c.draining = true end
-  if want_close or x.c.draining or x.c.requests >= x.c.opts.max_keepalive then x.keep_alive = false end
-  if not x.keep_alive then
-    if not want_close then extra[#extra + 1] = "connection: close\r\n" end
-  elseif conn.version == "1.0" then
-    extra[#extra + 1] = "connection: keep-alive\r\n"
-  end
-  return extra
-end
-
-function adapter.send_resp(conn, status, headers, body)
+function adapter.send_resp(conn, status, _, body)
   local x = conn.private.http
   body = body or ""
-  local extra = extra_lines(conn, status, x, #body, headers)
-  local head = head_bytes(status, headers, extra)
+  local head = conn_head(conn, status, x, #body)
   if conn.method == "HEAD" or no_body_status(status) then return x.c:send(head) end
   if #body < 65536 then return x.c:send(head .. body) end
   local ok, err = x.c:send(head)
@@ -317,20 +368,19 @@ function adapter.send_resp(conn, status, headers, body)
   return x.c:send(body)
 end
 
-function adapter.send_chunked(conn, status, headers)
+function adapter.send_chunked(conn, status)
   local x = conn.private.http
-  local extra = extra_lines(conn, status, x, nil, headers)
+  local te
   if conn.method == "HEAD" then
     x.chunk_mode = "none"
   elseif conn.version == "1.0" then
     x.chunk_mode = "raw"       -- HTTP/1.0 has no chunks: the body ends at close
-    x.keep_alive = false
-    if extra[#extra] == "connection: keep-alive\r\n" then extra[#extra] = "connection: close\r\n" end
+    x.force_close = true
   else
     x.chunk_mode = "chunked"
-    extra[#extra + 1] = "transfer-encoding: chunked\r\n"
+    te = "transfer-encoding: chunked\r\n"
   end
-  return x.c:send(head_bytes(status, headers, extra))
+  return x.c:send(conn_head(conn, status, x, nil, te))
 end
 
 function adapter.chunk(conn, data)
@@ -361,7 +411,7 @@ local function send_file_pieces(c, head, path, offset, length)
   return ok, serr
 end
 
-function adapter.send_file(conn, status, headers, path, offset, length)
+function adapter.send_file(conn, status, _, path, offset, length)
   local x = conn.private.http
   local c = x.c
   local function unsent(err)   -- nothing went out: the handler may answer otherwise
@@ -376,8 +426,7 @@ function adapter.send_file(conn, status, headers, path, offset, length)
     f:close()
     if length < 0 then return unsent("changed") end
   end
-  local extra = extra_lines(conn, status, x, length, headers)
-  local head = head_bytes(status, headers, extra)
+  local head = conn_head(conn, status, x, length)
   if c.closed then return nil, "closed" end
   local ok, err
   if conn.method == "HEAD" then
@@ -396,6 +445,7 @@ function adapter.send_file(conn, status, headers, path, offset, length)
 end
 
 function adapter.upgrade() return true end
+adapter.raw_headers = true   -- send_* read conn.resp_headers themselves
 
 -- ------------------------------------------------------------ one request
 
