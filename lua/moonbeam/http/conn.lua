@@ -24,31 +24,45 @@ Conn.__index = Conn
 
 local M = {Conn = Conn}
 
+-- before_send until a function is registered (never written: register copies)
+local EMPTY = setmetatable({}, {__newindex = function() error("conn.before_send is read-only: use register_before_send", 2) end})
+
 --- Makes a conn from a parsed head (method, url, headers, version) and an adapter.
 function M.new(head, adapter, extra)
   local url = head.url or "/"
-  local raw_path, qs = url:match("^([^?#]*)%??([^#]*)")
-  if raw_path == "" then raw_path = "/" end
+  local raw_path, qs
+  if url:find("[?#]") then
+    raw_path, qs = url:match("^([^?#]*)%??([^#]*)")
+    if raw_path == "" then raw_path = "/" end
+  else
+    raw_path, qs = url == "" and "/" or url, ""
+  end
   local path_info = {}
   local decode = raw_path:find("%", 1, true) and util.decode
-  local n = 0
-  for seg in raw_path:gmatch("[^/]+") do
-    n = n + 1
-    path_info[n] = decode and decode(seg) or seg
+  if raw_path ~= "/" then
+    local n = 0
+    for seg in raw_path:gmatch("[^/]+") do
+      n = n + 1
+      path_info[n] = decode and decode(seg) or seg
+    end
   end
   local headers = head.headers or {}
-  local host, port = (headers.host or ""):match("^([^:]*):?(%d*)$")
-  local c = setmetatable({
+  local host, port = headers.host or "", nil
+  if host:find(":", 1, true) then
+    host, port = host:match("^([^:]*):?(%d*)$")
+    port = tonumber(port)
+  end
+  return setmetatable({
     method = head.method or "GET",
     url = url,
     request_path = raw_path,
     path = decode and decode(raw_path) or raw_path,
     path_info = path_info,
-    query_string = qs or "",
+    query_string = qs,
     headers = headers,
     version = head.version or "1.1",
     host = host or "",
-    port = tonumber(port),
+    port = port,
     scheme = extra and extra.scheme or "http",
     peer = extra and extra.peer,
     params = {},
@@ -62,9 +76,8 @@ function M.new(head, adapter, extra)
     state = "unset",
     halted = false,
     adapter = adapter,
-    before_send = {},
+    before_send = EMPTY,
   }, Conn)
-  return c
 end
 
 -- ---------------------------------------------------------------- request
@@ -203,6 +216,7 @@ end
 --- registered runs first, as Plug).
 function Conn:register_before_send(fn)
   check_unsent(self)
+  if self.before_send == EMPTY then self.before_send = {} end
   table.insert(self.before_send, 1, fn)
   return self
 end
@@ -210,7 +224,7 @@ end
 local function run_before_send(c)
   local fns = c.before_send
   if fns[1] == nil then return end
-  c.before_send = {}
+  c.before_send = EMPTY
   for _, fn in ipairs(fns) do fn(c) end
 end
 

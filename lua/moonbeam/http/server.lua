@@ -13,7 +13,8 @@
 --- acceptor that has max_connections / acceptors live connections stops
 --- accepting until one ends: further clients wait in the kernel's backlog
 --- (backpressure, not a crash). A connection process reads with an active
---- allowance of 8 messages (one setopts per 8 reads), parses in C, answers
+--- allowance of opts.active_n messages (32: one setopts per 32 reads; at most
+--- 32 reads, 2 MB, wait in its mailbox), parses in C, answers
 --- requests in order (keep-alive, pipelining), and may become a WebSocket
 --- (moonbeam.websocket).
 ---
@@ -22,7 +23,8 @@
 --- max_headers (100: 431), max_body (8 MB: 413), header_timeout (10000 ms from a
 --- request's first byte to the end of its head: 408), body_timeout (30000 ms for
 --- the whole body: 408), idle_timeout (60000 ms between keep-alive requests),
---- max_keepalive (1000 requests a connection), drain_timeout (5000 ms), tls
+--- max_keepalive (1000 requests a connection), drain_timeout (5000 ms),
+--- active_n (32 socket messages an allowance), tls
 --- (HTTPS: {certfile =, keyfile =, ...} as moonbeam.tls.listen takes), log
 --- (where handler errors go: moonbeam.logger by default, false for nowhere, or
 --- the name of a module with log(msg)).
@@ -40,7 +42,7 @@ local DEFAULTS = {
   port = 0, address = "any", backlog = 1024, max_connections = 16384,
   max_head = 16384, max_headers = 100, max_body = 8 * 1024 * 1024,
   header_timeout = 10000, body_timeout = 30000, idle_timeout = 60000,
-  max_keepalive = 1000,
+  max_keepalive = 1000, active_n = 32,
 }
 
 local function with_defaults(opts)
@@ -114,68 +116,73 @@ local function head_bytes(status, headers, extra)
   return table.concat(parts)
 end
 
--- The head of a conn's response: its resp_headers sorted by name, one
--- set-cookie per cookie (sorted by cookie name), then the lines the server
--- adds: date, content-length (body_len, unless the handler set one or the
--- status has no body), transfer-encoding (te), connection. Keeps to the
--- order resp_header_list gives. Sets x.keep_alive false when the
--- connection ends after this response.
-local function conn_head(conn, status, x, body_len, te)
-  local rh = conn.resp_headers
+-- "content-length: N\r\n" for small N, made once per VM.
+local length_lines = setmetatable({}, {__index = function(t, n)
+  local line = "content-length: " .. n .. "\r\n"
+  if n < 4096 then t[n] = line end
+  return line
+end})
+
+local date_line, date_line_at = "", nil
+local function date_header()
+  local d = http_date()
+  if d ~= date_line_at then
+    date_line_at = d
+    date_line = "date: " .. d .. "\r\n"
+  end
+  return date_line
+end
+
+-- The header lines of a map (sorted by name).
+local function header_block(rh)
+  local k1, v1 = next(rh)
+  if k1 == nil then return "" end
+  if next(rh, k1) == nil then return k1 .. ": " .. v1 .. "\r\n" end
   local names, nn = {}, 0
   for k in pairs(rh) do nn = nn + 1 names[nn] = k end
-  if nn > 1 then table.sort(names) end
-  local parts, n = {status_lines[status]}, 1
+  table.sort(names)
+  local parts = {}
   for i = 1, nn do
     local k = names[i]
-    parts[n + 1] = k
-    parts[n + 2] = ": "
-    parts[n + 3] = rh[k]
-    parts[n + 4] = "\r\n"
-    n = n + 4
+    parts[i] = k .. ": " .. rh[k] .. "\r\n"
   end
+  return table.concat(parts)
+end
+
+-- The head of a conn's response followed by `body` (may be ""): its
+-- resp_headers sorted by name, one set-cookie per cookie (sorted by cookie
+-- name), then the lines the server adds: date, content-length (body_len,
+-- unless the handler set one or the status has no body), transfer-encoding
+-- (te), connection. Keeps to the order resp_header_list gives. Sets
+-- x.keep_alive false when the connection ends after this response.
+local function conn_head(conn, status, x, body_len, te, body)
+  local rh = conn.resp_headers
+  local cookies = ""
   local rc = conn.resp_cookies
   if next(rc) then
     local cn = {}
     for k in pairs(rc) do cn[#cn + 1] = k end
     table.sort(cn)
-    for _, k in ipairs(cn) do
-      parts[n + 1] = "set-cookie: "
-      parts[n + 2] = rc[k]
-      parts[n + 3] = "\r\n"
-      n = n + 3
-    end
+    for i, k in ipairs(cn) do cn[i] = "set-cookie: " .. rc[k] .. "\r\n" end
+    cookies = table.concat(cn)
   end
-  if not rh.date then
-    parts[n + 1] = "date: "
-    parts[n + 2] = http_date()
-    parts[n + 3] = "\r\n"
-    n = n + 3
-  end
-  if body_len and not no_body_status(status) and not rh["content-length"] then
-    parts[n + 1] = "content-length: "
-    parts[n + 2] = body_len
-    parts[n + 3] = "\r\n"
-    n = n + 3
-  end
-  if te then
-    n = n + 1
-    parts[n] = te
-  end
+  local date = rh.date and "" or date_header()
+  local len = ""
+  if body_len and not no_body_status(status) and not rh["content-length"] then len = length_lines[body_len] end
   local c = x.c
   local want_close = rh.connection == "close"
   if not c.draining and mb.receive(is_drain, 0) then c.draining = true end
   if want_close or c.draining or c.requests >= c.opts.max_keepalive or x.force_close then
     x.keep_alive = false
   end
+  local conn_line = ""
   if not x.keep_alive then
-    if not want_close then n = n + 1 parts[n] = "connection: close\r\n" end
+    if not want_close then conn_line = "connection: close\r\n" end
   elseif conn.version == "1.0" then
-    n = n + 1
-    parts[n] = "connection: keep-alive\r\n"
+    conn_line = "connection: keep-alive\r\n"
   end
-  parts[n + 1] = "\r\n"
-  return table.concat(parts)
+  return status_lines[status] .. header_block(rh) .. cookies .. date .. len .. (te or "") .. conn_line ..
+    "\r\n" .. (body or "")
 end
 
 -- ------------------------------------------------------------ connection
@@ -186,7 +193,6 @@ end
 local Conn = {}
 Conn.__index = Conn
 
-local ACTIVE_N = 8
 -- TLS sockets tag their messages "ssl": both read the same
 local KIND = {tcp = "tcp", ssl = "tcp", tcp_closed = "tcp_closed", ssl_closed = "tcp_closed",
   tcp_error = "tcp_error", ssl_error = "tcp_error", tcp_passive = "tcp_passive",
@@ -216,10 +222,10 @@ function Conn:fill(deadline, idle)
   if self.error or self.upgrade_rest then return nil, "closed" end
   local sock = self.sock
   while true do
-    -- an allowance of several messages: one setopts per ACTIVE_N reads; the
+    -- an allowance of several messages: one setopts per active_n reads; the
     -- socket says tcp_passive when it is used up
     if not self.armed then
-      tcp.setopts(sock, {active = ACTIVE_N})
+      tcp.setopts(sock, {active = self.opts.active_n})
       self.armed = true
     end
     local timeout
@@ -360,10 +366,10 @@ end
 function adapter.send_resp(conn, status, _, body)
   local x = conn.private.http
   body = body or ""
-  local head = conn_head(conn, status, x, #body)
-  if conn.method == "HEAD" or no_body_status(status) then return x.c:send(head) end
-  if #body < 65536 then return x.c:send(head .. body) end
-  local ok, err = x.c:send(head)
+  if conn.method == "HEAD" or no_body_status(status) then return x.c:send(conn_head(conn, status, x, #body)) end
+  -- one write for head and body (a small body is copied once, into the head)
+  if #body < 65536 then return x.c:send(conn_head(conn, status, x, #body, nil, body)) end
+  local ok, err = x.c:send(conn_head(conn, status, x, #body))
   if not ok then return nil, err end
   return x.c:send(body)
 end
