@@ -52,6 +52,26 @@ describe("https", function()
     assert.equal("hello|200\n", out)
   end)
 
+  it("sends static files over HTTPS (read and sent: sendfile cannot encrypt)", function()
+    local d = dir
+    local f = io.open(d .. "/file.bin", "wb")
+    local blob = ("0123456789abcdef"):rep(20000) -- 320 KB: several 64 KB pieces
+    f:write(blob) f:close()
+    local whole, part = H.with_server({tls = TLS}, function(port)
+      local base = "https://localhost:" .. port .. "/s/file.bin"
+      local r1 = http.request("GET", base, {tls = CA})
+      local r2 = http.request("GET", base, {tls = CA, headers = {range = "bytes=100000-100015"}})
+      http.client.close_idle()
+      return r1, r2
+    end, function(conn)
+      return require("moonbeam.http.static").plug({at = "/s", from = d})(conn)
+    end)
+    assert.equal(200, whole.status)
+    assert.is_true(whole.body == blob)
+    assert.equal(206, part.status)
+    assert.equal(blob:sub(100001, 100016), part.body)
+  end)
+
   it("upgrades to WebSocket over TLS (wss)", function()
     local f1, f2 = H.with_server({tls = TLS}, function(port)
       local c = assert(websocket.connect("wss://localhost:" .. port .. "/ws?prefix=s:", {tls = CA}))

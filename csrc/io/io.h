@@ -36,7 +36,8 @@ typedef struct mb_sockopts {
 /* Command ops on tcp sockets and listeners. */
 enum {
   MB_TCP_SEND = 1, MB_TCP_RECV, MB_TCP_SETOPTS, MB_TCP_GETOPTS, MB_TCP_SHUTDOWN,
-  MB_TCP_PEERNAME, MB_TCP_SOCKNAME, MB_TCP_ACCEPT, MB_TCP_STATS, MB_TCP_TLSINFO
+  MB_TCP_PEERNAME, MB_TCP_SOCKNAME, MB_TCP_ACCEPT, MB_TCP_STATS, MB_TCP_TLSINFO,
+  MB_TCP_SENDFILE /* data = head bytes .. path, arg: offset, length, head length */
 };
 typedef struct mb_tls_ctx mb_tls_ctx_t;
 

@@ -8,7 +8,9 @@
  * raw active reads go straight from the loop's scratch buffer into messages.
  * A send writes what the kernel takes at once (uv_try_write) and queues the
  * rest; past the high-water mark the sender waits for its reply until the
- * queue drains below the low-water mark.
+ * queue drains below the low-water mark. A sendfile (sendfile.c) sends its
+ * head through the queue, starts once the queue is empty, and holds the
+ * socket's output until it ends: other sends meanwhile get "ebusy".
  *
  * A listener is a non-blocking socket watched with uv_poll only while an
  * acceptor waits. Accepted descriptors are opened as sockets on the
@@ -22,9 +24,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "core/runtime.h"
 #include "io/io.h"
+#include "io/sendfile.h"
 #include "io/tls.h"
 
 #define DEFAULT_BUFFER 65536
@@ -49,6 +53,9 @@ typedef struct tcp {
   mb_tls_t *tls;             /* TLS over this socket (tls.c), or NULL */
   int handshaking;
   mb_port_cmd_t *hs_cmd;     /* the connect or accept answered when the handshake ends */
+  mb_sendfile_t *sf;         /* a file being sent, or NULL; sf_cmd waits for its end */
+  mb_port_cmd_t *sf_cmd;
+  int sf_started, sf_inline, sf_inline_done;
 } tcp_t;
 
 enum { TAG_DATA, TAG_CLOSED, TAG_ERROR, TAG_PASSIVE };
@@ -618,6 +625,8 @@ static void release_senders(tcp_t *t, const char *err) {
   t->sendq_tail = &t->sendq;
 }
 
+static void sf_abort(tcp_t *t, const char *err);
+
 static void on_write(uv_write_t *req, int status) {
   wreq_t *w = (wreq_t *)req;
   tcp_t *t = w->t;
@@ -626,10 +635,15 @@ static void on_write(uv_write_t *req, int status) {
     fail_input(t, status);
     char name[32];
     release_senders(t, mb_port_errname(status, name, sizeof name));
+    sf_abort(t, mb_port_errname(status, name, sizeof name));
     tcp_pump(t);
     return;
   }
   if (t->sendq && queued(t) <= t->lwm) release_senders(t, NULL);
+  if (t->sf && !t->sf_started && queued(t) == 0) {
+    t->sf_started = 1;
+    mb_sendfile_go(t->sf);
+  }
 }
 
 static int cmd_send(tcp_t *t, mb_port_cmd_t *c) {
@@ -642,6 +656,10 @@ static int cmd_send(tcp_t *t, mb_port_cmd_t *c) {
   }
   if (t->shutting) {
     mb_port_res_error(c, "closed");
+    return MB_PORT_DONE;
+  }
+  if (t->sf) { /* a file is being sent: its bytes come first */
+    mb_port_res_error(c, "ebusy");
     return MB_PORT_DONE;
   }
   if (t->packet == 1 || t->packet == 2 || t->packet == 4) {
@@ -733,6 +751,133 @@ watermark:
   return MB_PORT_DONE;
 }
 
+/* ---- sendfile ---- */
+
+/* Ends the file transfer's command with err (NULL: ok). */
+static void sf_answer(tcp_t *t, const char *err) {
+  mb_port_cmd_t *c = t->sf_cmd;
+  t->sf = NULL;
+  t->sf_cmd = NULL;
+  t->sf_started = 0;
+  if (err) mb_port_res_error(c, err);
+  else mb_port_res_ok(c);
+  if (t->sf_inline) t->sf_inline_done = 1; /* cmd_sendfile answers directly */
+  else mb_port_reply(c);
+}
+
+static void sf_done(void *ud, int err) {
+  tcp_t *t = ud;
+  char name[32];
+  if (err && err != MB_SENDFILE_TRUNCATED) fail_input(t, err);
+  sf_answer(t, !err ? NULL : err == MB_SENDFILE_TRUNCATED ? "truncated"
+                                                        : mb_port_errname(err, name, sizeof name));
+  if (err && err != MB_SENDFILE_TRUNCATED) tcp_pump(t);
+}
+
+/* The socket failed or closes: a transfer in progress ends with err. */
+static void sf_abort(tcp_t *t, const char *err) {
+  if (!t->sf) return;
+  mb_sendfile_cancel(t->sf);
+  sf_answer(t, err);
+}
+
+/* Queues raw bytes behind what is queued (copying what the kernel does not
+ * take at once). 0 or a libuv error. */
+static int queue_raw(tcp_t *t, const uint8_t *data, size_t len) {
+  size_t done = 0;
+  if (len > 0x40000000u) return UV_E2BIG;
+  if (len == 0) return 0;
+  if (queued(t) == 0) {
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int r = uv_try_write((uv_stream_t *)&t->h, &b, 1);
+    if (r >= 0) done = (size_t)r;
+    else if (r != UV_EAGAIN) return r;
+  }
+  if (done == len) return 0;
+  wreq_t *w = malloc(sizeof *w + (len - done));
+  if (!w) return UV_ENOMEM;
+  w->t = t;
+  w->len = len - done;
+  memcpy(w->data, data + done, len - done);
+  uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)(len - done));
+  int r = uv_write(&w->req, (uv_stream_t *)&t->h, &b, 1, on_write);
+  if (r) free(w);
+  return r;
+}
+
+/* sendfile(head, path, offset, length): the head, then the file's range.
+ * Refused before anything is sent when the file cannot be opened, is not a
+ * regular file or is shorter than offset + length ("changed"). Answers when
+ * the last byte is with the kernel; "truncated" when the file shrank while
+ * being sent (the peer got less than announced: close the connection). */
+static int cmd_sendfile(tcp_t *t, mb_port_cmd_t *c) {
+  char name[32], path[4096];
+  int64_t off = c->arg[0], len = c->arg[1], hl = c->arg[2];
+  if (t->err && t->err != UV_EOF) {
+    mb_port_res_error(c, err_text(t->err, name, sizeof name));
+    return MB_PORT_DONE;
+  }
+  if (t->shutting) {
+    mb_port_res_error(c, "closed");
+    return MB_PORT_DONE;
+  }
+  if (t->tls || t->packet != 0) { /* TLS encrypts in user space; packets need headers */
+    mb_port_res_error(c, "enotsup");
+    return MB_PORT_DONE;
+  }
+  if (t->sf) {
+    mb_port_res_error(c, "ebusy");
+    return MB_PORT_DONE;
+  }
+  if (off < 0 || len < 0 || hl < 0 || (size_t)hl > c->len || c->len - (size_t)hl >= sizeof path) {
+    mb_port_res_error(c, "einval");
+    return MB_PORT_DONE;
+  }
+  memcpy(path, c->data + hl, c->len - (size_t)hl);
+  path[c->len - (size_t)hl] = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    mb_port_res_error(c, mb_port_errname(uv_translate_sys_error(e), name, sizeof name));
+    return MB_PORT_DONE;
+  }
+  if (!S_ISREG(st.st_mode) || st.st_size < off || st.st_size - off < len) {
+    close(fd);
+    mb_port_res_error(c, S_ISREG(st.st_mode) ? "changed" : "eisdir");
+    return MB_PORT_DONE;
+  }
+  uv_os_fd_t sock;
+  int r = uv_fileno((uv_handle_t *)&t->h, &sock);
+  if (r) close(fd);
+  mb_sendfile_t *sf = r ? NULL : mb_sendfile_new(t->h.loop, sock, fd, off, len, sf_done, t, &r);
+  if (!sf) {
+    mb_port_res_error(c, mb_port_errname(r, name, sizeof name));
+    return MB_PORT_DONE;
+  }
+  r = queue_raw(t, c->data, (size_t)hl);
+  if (r) {
+    mb_sendfile_cancel(sf);
+    fail_input(t, r);
+    tcp_pump(t);
+    mb_port_res_error(c, mb_port_errname(r, name, sizeof name));
+    return MB_PORT_DONE;
+  }
+  c->data = NULL; /* the head is sent or copied: drop the borrow */
+  c->len = 0;
+  t->sf = sf;
+  t->sf_cmd = c;
+  t->sf_inline = 1;
+  t->sf_inline_done = 0;
+  if (queued(t) == 0) {
+    t->sf_started = 1;
+    mb_sendfile_go(sf);
+  }
+  t->sf_inline = 0;
+  return t->sf_inline_done ? MB_PORT_DONE : MB_PORT_PENDING;
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status) {
   (void)status;
   tcp_t *t = req->data;
@@ -797,6 +942,7 @@ static int tcp_command(mb_port_t *p, mb_port_cmd_t *c) {
   int sl = sizeof ss, r;
   switch (c->op) {
   case MB_TCP_SEND: return cmd_send(t, c);
+  case MB_TCP_SENDFILE: return cmd_sendfile(t, c);
   case MB_TCP_RECV: return cmd_recv(t, c);
   case MB_TCP_SETOPTS:
     if (c->extra) apply_opts(t, c->extra);
@@ -891,6 +1037,7 @@ static void tcp_close(mb_port_t *p) {
     mb_port_reply(c);
   }
   release_senders(t, "closed");
+  sf_abort(t, "closed");
   if (t->reading) uv_read_stop((uv_stream_t *)&t->h);
   t->reading = 0;
   if (t->timer) uv_close((uv_handle_t *)t->timer, on_handle_closed);

@@ -178,6 +178,36 @@ static int l_send(lua_State *L) {
   return mbl_port_run(L, p, c);
 }
 
+/* tcp_sendfile(socket, head, path, offset, length) -> true | nil, reason: the
+ * head bytes, then the file's range with sendfile(2) (see io/sendfile.h).
+ * "enotsup" for TLS sockets (nothing sent: the caller reads and sends);
+ * "changed" / "enoent" / "eisdir" before anything is sent; "truncated" when
+ * the file shrank mid-send (the connection must be closed). */
+static int l_sendfile(lua_State *L) {
+  mb_port_t *p = mbl_port_check(L, 1, sock_types);
+  size_t hl, pl;
+  const char *head = luaL_checklstring(L, 2, &hl);
+  const char *path = luaL_checklstring(L, 3, &pl);
+  lua_Integer off = luaL_checkinteger(L, 4), len = luaL_checkinteger(L, 5);
+  luaL_argcheck(L, off >= 0, 4, "offset must be >= 0");
+  luaL_argcheck(L, len >= 0, 5, "length must be >= 0");
+  luaL_argcheck(L, pl > 0 && pl < 4096 && strlen(path) == pl, 3, "bad path");
+  if (!p) return push_fail(L, "closed");
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_concat(L, 2); /* one bytes argument: head .. path (kept on the stack) */
+  size_t n;
+  const char *data = lua_tolstring(L, -1, &n);
+  mb_port_cmd_t *c = mbl_port_cmd(L, MB_TCP_SENDFILE);
+  c->data = (const uint8_t *)data;
+  c->len = n;
+  c->arg[0] = off;
+  c->arg[1] = len;
+  c->arg[2] = (int64_t)hl;
+  (void)head;
+  return mbl_port_run(L, p, c);
+}
+
 /* tcp_recv(socket, length, timeout) -> data | nil, reason */
 static int l_recv(lua_State *L) {
   mb_port_t *p = mbl_port_check(L, 1, sock_types);
@@ -243,7 +273,7 @@ static int l_resolve(lua_State *L) {
 void mbl_open_tcp(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"tcp_listen", l_listen},     {"tcp_accept", l_accept},     {"tcp_connect", l_connect},
-      {"tcp_send", l_send},         {"tcp_recv", l_recv},         {"tcp_setopts", l_setopts},
+      {"tcp_send", l_send},         {"tcp_sendfile", l_sendfile},         {"tcp_recv", l_recv},         {"tcp_setopts", l_setopts},
       {"tcp_getopts", l_getopts},   {"tcp_peername", l_peername}, {"tcp_sockname", l_sockname},
       {"tcp_shutdown", l_shutdown}, {"tcp_stats", l_stats},       {"dns_resolve", l_resolve},
       {NULL, NULL}};

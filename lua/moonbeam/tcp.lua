@@ -47,6 +47,19 @@ function tcp.connect(host, port, opts, timeout) return core.tcp_connect(host, po
 ---@return string? reason
 function tcp.send(sock, data) return core.tcp_send(sock, data) end
 
+--- Sends `head` (bytes, may be "") and then `length` bytes of the file at
+--- `path` from `offset` with sendfile(2): the file's bytes go from the page
+--- cache to the socket without passing through Lua or a user-space buffer.
+--- Returns when the last byte is with the kernel. Raw plain-TCP sockets only:
+--- "enotsup" for TLS (nothing sent). Before anything is sent: "enoent",
+--- "eisdir", "changed" (the file is shorter than offset + length). "truncated":
+--- the file shrank while it was sent; the peer got fewer bytes than announced.
+---@return true|nil ok
+---@return string? reason
+function tcp.sendfile(sock, head, path, offset, length)
+  return core.tcp_sendfile(sock, head or "", path, offset or 0, length)
+end
+
 --- Passive mode (active = false) only: the next `length` bytes (0: what is
 --- there, or the next packet in packet mode) within `timeout` ms (nil: forever).
 ---@return string|nil data

@@ -11,7 +11,9 @@
 --- read_body(conn, max), send_resp(conn, status, headers, body),
 --- send_chunked(conn, status, headers), chunk(conn, data),
 --- send_file(conn, status, headers, path, offset, length) and
---- upgrade(conn, kind, handler, state, opts).
+--- upgrade(conn, kind, handler, state, opts); headers is the list
+--- resp_header_list() gives, or nil when the adapter sets raw_headers (it then
+--- reads conn.resp_headers and conn.resp_cookies).
 local cookie = require "moonbeam.http.cookie"
 local json = require "moonbeam.http.json"
 local multipart = require "moonbeam.http.multipart"
@@ -22,26 +24,45 @@ Conn.__index = Conn
 
 local M = {Conn = Conn}
 
+-- before_send until a function is registered (never written: register copies)
+local EMPTY = setmetatable({}, {__newindex = function() error("conn.before_send is read-only: use register_before_send", 2) end})
+
 --- Makes a conn from a parsed head (method, url, headers, version) and an adapter.
 function M.new(head, adapter, extra)
   local url = head.url or "/"
-  local raw_path, qs = url:match("^([^?#]*)%??([^#]*)")
-  if raw_path == "" then raw_path = "/" end
+  local raw_path, qs
+  if url:find("[?#]") then
+    raw_path, qs = url:match("^([^?#]*)%??([^#]*)")
+    if raw_path == "" then raw_path = "/" end
+  else
+    raw_path, qs = url == "" and "/" or url, ""
+  end
   local path_info = {}
-  for seg in raw_path:gmatch("[^/]+") do path_info[#path_info + 1] = util.decode(seg) end
+  local decode = raw_path:find("%", 1, true) and util.decode
+  if raw_path ~= "/" then
+    local n = 0
+    for seg in raw_path:gmatch("[^/]+") do
+      n = n + 1
+      path_info[n] = decode and decode(seg) or seg
+    end
+  end
   local headers = head.headers or {}
-  local host, port = (headers.host or ""):match("^([^:]*):?(%d*)$")
-  local c = setmetatable({
+  local host, port = headers.host or "", nil
+  if host:find(":", 1, true) then
+    host, port = host:match("^([^:]*):?(%d*)$")
+    port = tonumber(port)
+  end
+  return setmetatable({
     method = head.method or "GET",
     url = url,
     request_path = raw_path,
-    path = util.decode(raw_path),
+    path = decode and decode(raw_path) or raw_path,
     path_info = path_info,
-    query_string = qs or "",
+    query_string = qs,
     headers = headers,
     version = head.version or "1.1",
     host = host or "",
-    port = tonumber(port),
+    port = port,
     scheme = extra and extra.scheme or "http",
     peer = extra and extra.peer,
     params = {},
@@ -55,9 +76,8 @@ function M.new(head, adapter, extra)
     state = "unset",
     halted = false,
     adapter = adapter,
-    before_send = {},
+    before_send = EMPTY,
   }, Conn)
-  return c
 end
 
 -- ---------------------------------------------------------------- request
@@ -196,26 +216,40 @@ end
 --- registered runs first, as Plug).
 function Conn:register_before_send(fn)
   check_unsent(self)
+  if self.before_send == EMPTY then self.before_send = {} end
   table.insert(self.before_send, 1, fn)
   return self
 end
 
 local function run_before_send(c)
   local fns = c.before_send
-  c.before_send = {}
+  if fns[1] == nil then return end
+  c.before_send = EMPTY
   for _, fn in ipairs(fns) do fn(c) end
 end
 
---- The header list to send: resp_headers plus one set-cookie per cookie.
+--- The header list to send: resp_headers (sorted by name) plus one set-cookie
+--- per cookie (sorted by cookie name).
 function Conn:resp_header_list()
-  local list = {}
-  for k, v in pairs(self.resp_headers) do list[#list + 1] = {k, v} end
-  table.sort(list, function(a, b) return a[1] < b[1] end)
   local names = {}
-  for k in pairs(self.resp_cookies) do names[#names + 1] = k end
+  for k in pairs(self.resp_headers) do names[#names + 1] = k end
   table.sort(names)
-  for _, k in ipairs(names) do list[#list + 1] = {"set-cookie", self.resp_cookies[k]} end
+  local list = {}
+  for i, k in ipairs(names) do list[i] = {k, self.resp_headers[k]} end
+  if next(self.resp_cookies) then
+    names = {}
+    for k in pairs(self.resp_cookies) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do list[#list + 1] = {"set-cookie", self.resp_cookies[k]} end
+  end
   return list
+end
+
+-- The header list for the adapter; an adapter with raw_headers reads
+-- conn.resp_headers and conn.resp_cookies itself (the server: no list to build).
+local function header_list(c)
+  if c.adapter.raw_headers then return nil end
+  return c:resp_header_list()
 end
 
 --- Sets status and body without sending (send() sends them).
@@ -234,7 +268,7 @@ function Conn:send()
   local body = self.resp_body
   self.state = "sent"
   local ok, err = true, nil
-  if self.adapter then ok, err = self.adapter.send_resp(self, self.status, self:resp_header_list(), body) end
+  if self.adapter then ok, err = self.adapter.send_resp(self, self.status, header_list(self), body) end
   if not ok then self.send_error = err end
   return self
 end
@@ -278,7 +312,7 @@ function Conn:send_chunked(status)
   run_before_send(self)
   self.state = "chunked"
   if self.adapter then
-    local ok, err = self.adapter.send_chunked(self, status, self:resp_header_list())
+    local ok, err = self.adapter.send_chunked(self, status, header_list(self))
     if not ok then return nil, err end
   end
   return self
@@ -302,7 +336,7 @@ function Conn:send_file(status, path, offset, length)
   self.status = status
   run_before_send(self)
   self.state = "sent"
-  return self.adapter.send_file(self, status, self:resp_header_list(), path, offset or 0, length)
+  return self.adapter.send_file(self, status, header_list(self), path, offset or 0, length)
 end
 
 --- Stops the plug pipeline after this plug.

@@ -13,7 +13,8 @@
 --- acceptor that has max_connections / acceptors live connections stops
 --- accepting until one ends: further clients wait in the kernel's backlog
 --- (backpressure, not a crash). A connection process reads with an active
---- allowance of 8 messages (one setopts per 8 reads), parses in C, answers
+--- allowance of opts.active_n messages (32: one setopts per 32 reads; at most
+--- 32 reads, 2 MB, wait in its mailbox), parses in C, answers
 --- requests in order (keep-alive, pipelining), and may become a WebSocket
 --- (moonbeam.websocket).
 ---
@@ -22,7 +23,8 @@
 --- max_headers (100: 431), max_body (8 MB: 413), header_timeout (10000 ms from a
 --- request's first byte to the end of its head: 408), body_timeout (30000 ms for
 --- the whole body: 408), idle_timeout (60000 ms between keep-alive requests),
---- max_keepalive (1000 requests a connection), drain_timeout (5000 ms), tls
+--- max_keepalive (1000 requests a connection), drain_timeout (5000 ms),
+--- active_n (32 socket messages an allowance), tls
 --- (HTTPS: {certfile =, keyfile =, ...} as moonbeam.tls.listen takes), log
 --- (where handler errors go: moonbeam.logger by default, false for nowhere, or
 --- the name of a module with log(msg)).
@@ -40,7 +42,7 @@ local DEFAULTS = {
   port = 0, address = "any", backlog = 1024, max_connections = 16384,
   max_head = 16384, max_headers = 100, max_body = 8 * 1024 * 1024,
   header_timeout = 10000, body_timeout = 30000, idle_timeout = 60000,
-  max_keepalive = 1000,
+  max_keepalive = 1000, active_n = 32,
 }
 
 local function with_defaults(opts)
@@ -89,10 +91,19 @@ end
 
 local function no_body_status(s) return s < 200 or s == 204 or s == 304 end
 
+local function is_drain(m) return type(m) == "table" and m[1] == "$http_drain" end
+
+-- "HTTP/1.1 200 OK\r\n" per status, made once per VM.
+local status_lines = setmetatable({}, {__index = function(t, st)
+  local line = "HTTP/1.1 " .. tostring(st) .. " " .. status_mod.reason(st) .. "\r\n"
+  if math.type(st) == "integer" and st >= 100 and st <= 999 then t[st] = line end
+  return line
+end})
+
 -- The status line and headers; `extra` are the lines the server adds.
 local function head_bytes(status, headers, extra)
-  local parts = {"HTTP/1.1 ", tostring(status), " ", status_mod.reason(status), "\r\n"}
-  local n = #parts
+  local parts = {status_lines[status]}
+  local n = 1
   for _, h in ipairs(headers) do
     parts[n + 1] = h[1]
     parts[n + 2] = ": "
@@ -105,9 +116,73 @@ local function head_bytes(status, headers, extra)
   return table.concat(parts)
 end
 
-local function has(headers, name)
-  for _, h in ipairs(headers) do if h[1] == name then return h[2] end end
-  return nil
+-- "content-length: N\r\n" for small N, made once per VM.
+local length_lines = setmetatable({}, {__index = function(t, n)
+  local line = "content-length: " .. n .. "\r\n"
+  if n < 4096 then t[n] = line end
+  return line
+end})
+
+local date_line, date_line_at = "", nil
+local function date_header()
+  local d = http_date()
+  if d ~= date_line_at then
+    date_line_at = d
+    date_line = "date: " .. d .. "\r\n"
+  end
+  return date_line
+end
+
+-- The header lines of a map (sorted by name).
+local function header_block(rh)
+  local k1, v1 = next(rh)
+  if k1 == nil then return "" end
+  if next(rh, k1) == nil then return k1 .. ": " .. v1 .. "\r\n" end
+  local names, nn = {}, 0
+  for k in pairs(rh) do nn = nn + 1 names[nn] = k end
+  table.sort(names)
+  local parts = {}
+  for i = 1, nn do
+    local k = names[i]
+    parts[i] = k .. ": " .. rh[k] .. "\r\n"
+  end
+  return table.concat(parts)
+end
+
+-- The head of a conn's response followed by `body` (may be ""): its
+-- resp_headers sorted by name, one set-cookie per cookie (sorted by cookie
+-- name), then the lines the server adds: date, content-length (body_len,
+-- unless the handler set one or the status has no body), transfer-encoding
+-- (te), connection. Keeps to the order resp_header_list gives. Sets
+-- x.keep_alive false when the connection ends after this response.
+local function conn_head(conn, status, x, body_len, te, body)
+  local rh = conn.resp_headers
+  local cookies = ""
+  local rc = conn.resp_cookies
+  if next(rc) then
+    local cn = {}
+    for k in pairs(rc) do cn[#cn + 1] = k end
+    table.sort(cn)
+    for i, k in ipairs(cn) do cn[i] = "set-cookie: " .. rc[k] .. "\r\n" end
+    cookies = table.concat(cn)
+  end
+  local date = rh.date and "" or date_header()
+  local len = ""
+  if body_len and not no_body_status(status) and not rh["content-length"] then len = length_lines[body_len] end
+  local c = x.c
+  local want_close = rh.connection == "close"
+  if not c.draining and mb.receive(is_drain, 0) then c.draining = true end
+  if want_close or c.draining or c.requests >= c.opts.max_keepalive or x.force_close then
+    x.keep_alive = false
+  end
+  local conn_line = ""
+  if not x.keep_alive then
+    if not want_close then conn_line = "connection: close\r\n" end
+  elseif conn.version == "1.0" then
+    conn_line = "connection: keep-alive\r\n"
+  end
+  return status_lines[status] .. header_block(rh) .. cookies .. date .. len .. (te or "") .. conn_line ..
+    "\r\n" .. (body or "")
 end
 
 -- ------------------------------------------------------------ connection
@@ -118,7 +193,6 @@ end
 local Conn = {}
 Conn.__index = Conn
 
-local ACTIVE_N = 8
 -- TLS sockets tag their messages "ssl": both read the same
 local KIND = {tcp = "tcp", ssl = "tcp", tcp_closed = "tcp_closed", ssl_closed = "tcp_closed",
   tcp_error = "tcp_error", ssl_error = "tcp_error", tcp_passive = "tcp_passive",
@@ -134,6 +208,8 @@ local function new_connection(sock, opts, srv_id)
     closed = false, draining = false,
     requests = 0,
   }, Conn)
+  -- the messages this connection reads: its socket's, and the drain
+  c.mine = function(x) return type(x) == "table" and (x[2] == sock or x[1] == "$http_drain") end
   local ip, port = tcp.peername(sock)
   c.peer = ip and {address = ip, port = port} or nil
   return c
@@ -146,10 +222,10 @@ function Conn:fill(deadline, idle)
   if self.error or self.upgrade_rest then return nil, "closed" end
   local sock = self.sock
   while true do
-    -- an allowance of several messages: one setopts per ACTIVE_N reads; the
+    -- an allowance of several messages: one setopts per active_n reads; the
     -- socket says tcp_passive when it is used up
     if not self.armed then
-      tcp.setopts(sock, {active = ACTIVE_N})
+      tcp.setopts(sock, {active = self.opts.active_n})
       self.armed = true
     end
     local timeout
@@ -157,14 +233,16 @@ function Conn:fill(deadline, idle)
       timeout = math.floor((deadline - mb.clock()) * 1000)
       if timeout < 0 then timeout = 0 end
     end
-    local m = mb.receive(function(x)
-      return type(x) == "table" and (x[2] == sock or x[1] == "$http_drain")
-    end, timeout)
+    local m = mb.receive(self.mine, timeout)
     if not m then return nil, "timeout" end
     local kind = KIND[m[1]]
     if kind == "tcp" then
       local ev = self.parser:feed(m[3])
-      for i = 1, #ev do self.ev_n = self.ev_n + 1 self.events[self.ev_n] = ev[i] end
+      if self.ev_i > self.ev_n then  -- all used (the usual case): take the parser's list
+        self.events, self.ev_i, self.ev_n = ev, 1, #ev
+      else
+        for i = 1, #ev do self.ev_n = self.ev_n + 1 self.events[self.ev_n] = ev[i] end
+      end
       if ev.error then
         self.error = ev.error
       elseif ev.upgrade then
@@ -187,7 +265,6 @@ end
 function Conn:next_event(deadline, idle)
   while self.ev_i > self.ev_n do
     self.ev_i, self.ev_n = 1, 0
-    self.events = {}
     if self.error or self.upgrade_rest then return nil, "stop" end
     local ok, why = self:fill(deadline, idle)
     if not ok then return nil, why end
@@ -286,51 +363,30 @@ function adapter.read_body(conn, max)
   return table.concat(parts)
 end
 
-local function is_drain(m) return type(m) == "table" and m[1] == "$http_drain" end
-
-local function extra_lines(conn, status, x, body_len, headers)
-  local extra = {}
-  if not has(headers, "date") then extra[#extra + 1] = "date: " .. http_date() .. "\r\n" end
-  if body_len and not no_body_status(status) and not has(headers, "content-length") then
-    extra[#extra + 1] = "content-length: " .. body_len .. "\r\n"
-  end
-  local want_close = has(headers, "connection") == "close"
-  if not x.c.draining and mb.receive(is_drain, 0) then x.c.draining = true end
-  if want_close or x.c.draining or x.c.requests >= x.c.opts.max_keepalive then x.keep_alive = false end
-  if not x.keep_alive then
-    if not want_close then extra[#extra + 1] = "connection: close\r\n" end
-  elseif conn.version == "1.0" then
-    extra[#extra + 1] = "connection: keep-alive\r\n"
-  end
-  return extra
-end
-
-function adapter.send_resp(conn, status, headers, body)
+function adapter.send_resp(conn, status, _, body)
   local x = conn.private.http
   body = body or ""
-  local extra = extra_lines(conn, status, x, #body, headers)
-  local head = head_bytes(status, headers, extra)
-  if conn.method == "HEAD" or no_body_status(status) then return x.c:send(head) end
-  if #body < 65536 then return x.c:send(head .. body) end
-  local ok, err = x.c:send(head)
+  if conn.method == "HEAD" or no_body_status(status) then return x.c:send(conn_head(conn, status, x, #body)) end
+  -- one write for head and body (a small body is copied once, into the head)
+  if #body < 65536 then return x.c:send(conn_head(conn, status, x, #body, nil, body)) end
+  local ok, err = x.c:send(conn_head(conn, status, x, #body))
   if not ok then return nil, err end
   return x.c:send(body)
 end
 
-function adapter.send_chunked(conn, status, headers)
+function adapter.send_chunked(conn, status)
   local x = conn.private.http
-  local extra = extra_lines(conn, status, x, nil, headers)
+  local te
   if conn.method == "HEAD" then
     x.chunk_mode = "none"
   elseif conn.version == "1.0" then
     x.chunk_mode = "raw"       -- HTTP/1.0 has no chunks: the body ends at close
-    x.keep_alive = false
-    if extra[#extra] == "connection: keep-alive\r\n" then extra[#extra] = "connection: close\r\n" end
+    x.force_close = true
   else
     x.chunk_mode = "chunked"
-    extra[#extra + 1] = "transfer-encoding: chunked\r\n"
+    te = "transfer-encoding: chunked\r\n"
   end
-  return x.c:send(head_bytes(status, headers, extra))
+  return x.c:send(conn_head(conn, status, x, nil, te))
 end
 
 function adapter.chunk(conn, data)
@@ -340,30 +396,62 @@ function adapter.chunk(conn, data)
   return x.c:send(("%x\r\n"):format(#data) .. data .. "\r\n")
 end
 
-function adapter.send_file(conn, status, headers, path, offset, length)
-  local x = conn.private.http
+-- A file's range: the head and the bytes with sendfile(2) on plain TCP; on
+-- TLS (encryption happens in user space) read and sent in 64 KB pieces. A
+-- file that is gone or shorter than the range when it is opened fails before
+-- anything is sent (the handler may still answer); one that shrinks while it
+-- is sent ends the connection (the client sees fewer bytes than announced).
+local function send_file_pieces(c, head, path, offset, length)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
-  local size = f:seek("end")
-  length = length or (size - offset)
-  local extra = extra_lines(conn, status, x, length, headers)
-  local ok, serr = x.c:send(head_bytes(status, headers, extra))
-  if ok and conn.method ~= "HEAD" then
-    f:seek("set", offset)
-    local left = length
-    while left > 0 and ok do
-      local piece = f:read(math.min(left, 65536))
-      if not piece then break end
-      left = left - #piece
-      ok, serr = x.c:send(piece)
-    end
+  local ok, serr = c:send(head)
+  f:seek("set", offset)
+  local left = length
+  while left > 0 and ok do
+    local piece = f:read(math.min(left, 65536))
+    if not piece then ok, serr = nil, "truncated" break end
+    left = left - #piece
+    ok, serr = c:send(piece)
   end
   f:close()
-  if not ok then return nil, serr end
+  return ok, serr
+end
+
+function adapter.send_file(conn, status, _, path, offset, length)
+  local x = conn.private.http
+  local c = x.c
+  local function unsent(err)   -- nothing went out: the handler may answer otherwise
+    conn.state = "unset"
+    conn.status = nil
+    return nil, err
+  end
+  if not length then
+    local f, err = io.open(path, "rb")
+    if not f then return unsent(err) end
+    length = f:seek("end") - offset
+    f:close()
+    if length < 0 then return unsent("changed") end
+  end
+  local head = conn_head(conn, status, x, length)
+  if c.closed then return nil, "closed" end
+  local ok, err
+  if conn.method == "HEAD" then
+    ok, err = c:send(head)
+  else
+    ok, err = tcp.sendfile(c.sock, head, path, offset, length)
+    if not ok and err == "enotsup" then ok, err = send_file_pieces(c, head, path, offset, length) end
+  end
+  if not ok then
+    if err == "changed" or err == "enoent" or err == "eisdir" then return unsent(err) end
+    x.keep_alive = false
+    c.closed = true
+    return nil, err
+  end
   return conn
 end
 
 function adapter.upgrade() return true end
+adapter.raw_headers = true   -- send_* read conn.resp_headers themselves
 
 -- ------------------------------------------------------------ one request
 

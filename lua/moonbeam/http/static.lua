@@ -77,6 +77,18 @@ function M.plug(opts)
     end
     if #rel == 0 then return conn end
     local path = opts.from .. "/" .. table.concat(rel, "/")
+    local function send(c, status, p, offset, length)
+      local ok, err = c:send_file(status, p, offset, length)
+      if not ok and c.state == "unset" then
+        -- gone or changed between the stat and the open: nothing was sent
+        for _, h in ipairs({"etag", "last-modified", "accept-ranges", "cache-control", "content-range"}) do
+          c:delete_resp_header(h)
+        end
+        c:put_resp_content_type("text/plain")
+        c:send_resp(err == "changed" and 503 or 404, err == "changed" and "file changed, retry\n" or "not found\n")
+      end
+      return c:halt()
+    end
     local size, mtime = stat(path)
     if not size then return conn end
     local etag = mtime and ('"%x-%x"'):format(size, mtime) or ('W/"%x"'):format(size)
@@ -101,12 +113,10 @@ function M.plug(opts)
         return conn:halt()
       elseif first then
         conn:put_resp_header("content-range", ("bytes %d-%d/%d"):format(first, last, size))
-        conn:send_file(206, path, first, last - first + 1)
-        return conn:halt()
+        return send(conn, 206, path, first, last - first + 1)
       end
     end
-    conn:send_file(200, path, 0, size)
-    return conn:halt()
+    return send(conn, 200, path, 0, size)
   end
 end
 
