@@ -271,6 +271,9 @@ check:
 	    | tee $(LOGS)/tap/$$n.out; \
 	  echo $${PIPESTATUS[0]} > $(LOGS)/tap/$$n.rc; \
 	done
+	@echo "== spec/ffi_spec.lua under $(LUAJIT) (moonbeam.ffi needs LuaJIT's FFI)"; \
+	$(FFI_SPEC_CMD) 2>&1 | tee $(LOGS)/tap/ffi_spec_luajit.out; \
+	echo $${PIPESTATUS[0]} > $(LOGS)/tap/ffi_spec_luajit.rc
 	@$(LUA) .ci/summarize $(LOGS)
 
 # JavaScript peers of the specs (npm's ws, playwright-core and the official
@@ -411,3 +414,24 @@ lint:
 
 clean:
 	rm -rf build build-asan build-tsan .tree
+
+# ------------------------------------------------------------------ FFI (moonbeam.ffi, docs/embedding.md)
+# lua/moonbeam/ffi_cdef.lua is generated from csrc/include/moonbeam.h by
+# tools/gen_ffi.lua: `make ffi` regenerates it, `make ffi-check` fails when it
+# differs (spec/ffi_spec.lua checks the same in `make check`). `make ffi-spec`
+# runs spec/ffi_spec.lua under LuaJIT against $(BUILD)/libmoonbeam.so.
+
+LUAJIT ?= luajit
+FFI_LUAJIT = $(if $(SPEC_LAUNCH),$(SPEC_LAUNCH) $(shell command -v $(LUAJIT)),$(LUAJIT))
+FFI_SPEC_CMD = timeout -k 10 $(SPEC_TIMEOUT) env $(SPEC_VARS) MOONBEAM_LIB=$(CURDIR)/$(SHARED_LIB) \
+               $(SPEC_ENV) $(FFI_LUAJIT) $(BUSTED) -o TAP spec/ffi_spec.lua
+
+.PHONY: ffi ffi-check ffi-spec
+ffi:
+	$(LUA) tools/gen_ffi.lua
+
+ffi-check:
+	$(LUA) tools/gen_ffi.lua --check
+
+ffi-spec: $(SHARED_LIB)
+	$(FFI_SPEC_CMD)
