@@ -435,3 +435,28 @@ ffi-check:
 
 ffi-spec: $(SHARED_LIB)
 	$(FFI_SPEC_CMD)
+
+# ------------------------------------------------------------------ host examples (examples/host, docs/embedding.md)
+# game.c is a C host: it links liblua and the module build/moonbeam/core.so
+# itself (by absolute path), so `require "moonbeam.core"` in every VM finds the
+# same loaded object: one copy of the core, whose C API the host calls.
+# `make game-test` runs it briefly and fails if an entity did not answer a
+# tick; `make bench-game` is the frame-time figure.
+GAME := $(BUILD)/examples/game
+$(GAME): examples/host/game.c $(MODULE)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(CURDIR)/$(MODULE) $(LUA_LIBS) -lm
+
+examples: $(GAME)
+
+.PHONY: game-test bench-game game-lua-test
+game-test: $(GAME)
+	env $(SPEC_VARS) $(GAME) 2000 30 2000
+
+# examples/host/game.lua: the same loop under LuaJIT through moonbeam.ffi; needs
+# moonbeam.core built for LuaJIT (the luajit branch's build).
+game-lua-test: all
+	env $(SPEC_VARS) $(LUAJIT) examples/host/game.lua 500 30 2000
+
+bench-game: $(GAME)
+	env $(SPEC_VARS) $(GAME) 10000 600 2000
