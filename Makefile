@@ -305,6 +305,7 @@ BENCH_ARGS ?=
 bench: deps
 	@$(MAKE) --no-print-directory all
 	env $(SPEC_VARS) $(LUA) bench/run.lua $(BENCH_ARGS)
+	@$(MAKE) --no-print-directory bench-game
 
 # HTTP and WebSocket against nginx + lua-nginx-module and Node.js (needs wrk,
 # nginx, libnginx-mod-http-lua: apt-get install them; never part of make test).

@@ -78,6 +78,7 @@ local Pid = ffi.metatype("mb_pid_box", {
 function M.pid(id) return Pid(id) end
 local function pid_of(v)
   if ffi.istype("mb_pid_box", v) then return v.id end
+  if type(v) == "userdata" then return ffi.cast("mb_pid_t *", v)[0] end -- a Lua binding pid
   return v
 end
 
@@ -254,6 +255,29 @@ function M.runtime(opts)
   return setmetatable({rt = out[0], handlers = {}, next_id = 1, live = 0}, Runtime)
 end
 
+--- Attaches to the runtime that `require "moonbeam"`'s mb.start() made in
+--- this LuaJIT state, so the host gets both: Lua processes (mb.spawn, one
+--- LuaJIT VM per scheduler, this state being scheduler 0's) and the C API
+--- (host processes with Lua handlers, terms, sends). The C API is then called
+--- through the loaded moonbeam/core.so itself (found with package.searchpath),
+--- not libmoonbeam.so, so there is one copy of the core in the process; call
+--- attach before M.runtime. rt:free() then is mb.stop().
+function M.attach()
+  local core = require "moonbeam.core"
+  local handle = core.runtime_handle()
+  local path = assert(package.searchpath("moonbeam.core", package.cpath), "moonbeam.core not found")
+  M.library = path
+  C = ffi.load(path)
+  M.C = C
+  return setmetatable({rt = ffi.cast("mb_runtime_t *", handle), attached = core,
+                       handlers = {}, live = 0}, Runtime)
+end
+
+--- The mb_pid_t of a pid of the Lua binding (its userdata's payload), boxed.
+function M.from_lua_pid(pid)
+  return Pid(ffi.cast("mb_pid_t *", pid)[0])
+end
+
 --- Runs scheduler 0 on this thread for at most budget_us microseconds
 --- (default 1000): timers, host-pinned native processes (their Lua handlers
 --- run here), I/O. Returns false once the runtime has stopped.
@@ -268,7 +292,7 @@ function Runtime:stop() C.mb_runtime_stop(self.rt) end
 --- host processes' on_exit handlers run here.
 function Runtime:free()
   if not self.rt then return end
-  C.mb_runtime_free(self.rt)
+  if self.attached then self.attached.stop() else C.mb_runtime_free(self.rt) end
   self.rt = nil
 end
 
@@ -378,6 +402,13 @@ function Runtime:send(to, v, from)
   check(C.mb_send_enc(self.rt, from, pid_of(to), e), "send")
   return true
 end
+
+--- Sends a value to every subscriber of topic (one shared copy); returns how many.
+function Runtime:broadcast(topic, v)
+  local s = M.encode(v)
+  return check(C.mb_broadcast(self.rt, 0, topic, 0, s, #s), "broadcast")
+end
+function Runtime:subscribers(topic) return C.mb_subscribers(self.rt, topic) end
 
 function Runtime:whereis(name)
   local p = C.mb_whereis(self.rt, name)
