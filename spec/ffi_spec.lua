@@ -193,4 +193,33 @@ describe("moonbeam.ffi runtime", function()
     assert.equal(3, ended)
     for _, sc in ipairs(scheds) do assert.equal(0, sc) end
   end)
+
+  it("supervises host processes with Lua start functions (one_for_all, intensity)", function()
+    local started = {}
+    local function worker(name)
+      return function()
+        started[#started + 1] = name
+        return rt:spawn(function(proc, msg)
+          if msg == "crash" then proc:exit(mbffi.atom("crash")) return true end
+        end)
+      end
+    end
+    local sup = rt:supervisor{strategy = "one_for_all", max_restarts = 1, max_seconds = 10,
+      children = {{id = "a", start = worker("a")}, {id = "b", start = worker("b"), shutdown = "brutal_kill"}}}
+    assert.is_true(step_until(rt, function() return #started == 2 end))
+    local kids = rt:which_children(sup)
+    assert.equal(2, #kids)
+    assert.same({"a", "b"}, {kids[1].id, kids[2].id})
+    rt:send(kids[2].pid, "crash")
+    assert.is_true(step_until(rt, function() return #started == 4 end))
+    assert.equal("abab", table.concat(started))
+    local again = rt:which_children(sup)
+    assert.is_false(again[1].pid == kids[1].pid)
+    assert.is_false(rt:alive(kids[1].pid))
+    -- a second crash within the window: more than max_restarts, the supervisor gives up
+    rt:send(again[1].pid, "crash")
+    assert.is_true(step_until(rt, function() return not rt:alive(sup) end))
+    assert.is_false(rt:alive(again[2].pid))
+    assert.equal(4, #started)
+  end)
 end)

@@ -421,9 +421,78 @@ function Runtime:exit(pid, reason)
   return check(C.mb_exit_signal(self.rt, 0, pid_of(pid), s, #s), "exit")
 end
 
+-- ------------------------------------------------------------------ supervisors
+
+local STRATEGY = {one_for_one = 0, one_for_all = 1, rest_for_one = 2}
+local RESTART = {permanent = 0, transient = 1, temporary = 2}
+
+-- One callback for every child start: arg is the child's key in by_key.
+local start_keys = {}
+local start_cb = ffi.cast("mb_child_start_fn", function(sup, arg, pidp)
+  local c = start_keys[key_of(arg)]
+  if not c then return C.MB_EINVAL end
+  local ok, pid = pcall(c.start, Pid(C.mb_self(sup)))
+  if not ok or pid == nil then return ok and 0 or C.MB_EINVAL end
+  pidp[0] = pid_of(pid)
+  return 0
+end)
+
+--- Starts a supervisor (mb_supervisor_start) on the host's scheduler, so the
+--- children's Lua start functions run on the host thread inside rt:step.
+--- spec: {strategy = "one_for_one"|"one_for_all"|"rest_for_one",
+---   max_restarts?, max_seconds?, children = {{id = "a", start = function(sup_pid)
+---   return rt:spawn(...) end, restart? = "permanent"|..., shutdown? = ms |
+---   "brutal_kill" | "infinity"}, ...}}. start returns the child's pid, or nil
+--- for OTP's ignore; an error is a failed start.
+function Runtime:supervisor(spec)
+  local n = #spec.children
+  local cs = ffi.new("mb_child_spec_t[?]", math.max(n, 1))
+  local keep = {cs = cs}
+  for i, c in ipairs(spec.children) do
+    local key = next_key
+    next_key = next_key + 1
+    start_keys[key] = {start = c.start}
+    keep[#keep + 1] = c.id
+    local s = cs[i - 1]
+    s.id = c.id
+    s.start = start_cb
+    s.arg = ffi.cast("void *", key)
+    s.restart = RESTART[c.restart or "permanent"] or error("bad restart type " .. tostring(c.restart))
+    local sd = c.shutdown
+    s.shutdown_ms = sd == "brutal_kill" and C.MB_SHUTDOWN_BRUTAL_KILL or sd == "infinity" and
+                    C.MB_SHUTDOWN_INFINITY or sd or 0
+  end
+  local o = ffi.new("mb_spawn_opts_t")
+  o.scheduler = 1
+  local sp = ffi.new("mb_sup_spec_t")
+  sp.strategy = STRATEGY[spec.strategy or "one_for_one"] or error("bad strategy " .. tostring(spec.strategy))
+  sp.max_restarts = spec.max_restarts == 0 and C.MB_SUP_NO_RESTARTS or spec.max_restarts or 0
+  sp.max_seconds = spec.max_seconds or 0
+  sp.children = cs
+  sp.nchildren = n
+  sp.spawn = o
+  local pid = ffi.new("mb_pid_t[1]")
+  check(C.mb_supervisor_start(self.rt, sp, pid), "supervisor")
+  return Pid(pid[0])
+end
+
+--- The children of a supervisor: {{id = , pid = (nil if not running)}, ...}.
+function Runtime:which_children(sup)
+  local info = ffi.new("mb_child_info_t[64]")
+  local n = check(C.mb_supervisor_which_children(self.rt, pid_of(sup), info, 64), "which_children")
+  local out = {}
+  for i = 0, math.min(n, 64) - 1 do
+    out[#out + 1] = {id = ffi.string(info[i].id), pid = info[i].pid ~= 0 and Pid(info[i].pid) or nil}
+  end
+  return out
+end
+
+function Runtime:stop_supervisor(sup) return check(C.mb_supervisor_stop(self.rt, pid_of(sup)), "stop_supervisor") end
+
 -- A C function that calls a LuaJIT callback must not be called from a JIT
 -- trace ("bad callback"): the functions that run handlers stay interpreted.
 jit.off(Runtime.step)
 jit.off(Runtime.free)
+jit.off(Runtime.supervisor) -- nothing calls back here, but children start inside steps
 
 return M
