@@ -271,6 +271,9 @@ check:
 	    | tee $(LOGS)/tap/$$n.out; \
 	  echo $${PIPESTATUS[0]} > $(LOGS)/tap/$$n.rc; \
 	done
+	@echo "== spec/ffi_spec.lua under $(LUAJIT) (moonbeam.ffi needs LuaJIT's FFI)"; \
+	$(FFI_SPEC_CMD) 2>&1 | tee $(LOGS)/tap/ffi_spec_luajit.out; \
+	echo $${PIPESTATUS[0]} > $(LOGS)/tap/ffi_spec_luajit.rc
 	@$(LUA) .ci/summarize $(LOGS)
 
 # JavaScript peers of the specs (npm's ws, playwright-core and the official
@@ -305,6 +308,7 @@ bench: deps
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES=erlang-nox
 	@$(MAKE) --no-print-directory all
 	env $(SPEC_VARS) $(LUA) bench/run.lua $(BENCH_ARGS)
+	@$(MAKE) --no-print-directory bench-game
 
 # HTTP and WebSocket against nginx + lua-nginx-module and Node.js (needs wrk,
 # nginx, libnginx-mod-http-lua: apt-get install them; never part of make test).
@@ -422,3 +426,49 @@ lint:
 
 clean:
 	rm -rf build build-asan build-tsan .tree
+
+# ------------------------------------------------------------------ FFI (moonbeam.ffi, docs/embedding.md)
+# lua/moonbeam/ffi_cdef.lua is generated from csrc/include/moonbeam.h by
+# tools/gen_ffi.lua: `make ffi` regenerates it, `make ffi-check` fails when it
+# differs (spec/ffi_spec.lua checks the same in `make check`). `make ffi-spec`
+# runs spec/ffi_spec.lua under LuaJIT against $(BUILD)/libmoonbeam.so.
+
+LUAJIT ?= luajit
+FFI_LUAJIT = $(if $(SPEC_LAUNCH),$(SPEC_LAUNCH) $(shell command -v $(LUAJIT)),$(LUAJIT))
+FFI_SPEC_CMD = timeout -k 10 $(SPEC_TIMEOUT) env $(SPEC_VARS) MOONBEAM_LIB=$(CURDIR)/$(SHARED_LIB) \
+               $(SPEC_ENV) $(FFI_LUAJIT) $(BUSTED) -o TAP spec/ffi_spec.lua
+
+.PHONY: ffi ffi-check ffi-spec
+ffi:
+	$(LUA) tools/gen_ffi.lua
+
+ffi-check:
+	$(LUA) tools/gen_ffi.lua --check
+
+ffi-spec: $(SHARED_LIB)
+	$(FFI_SPEC_CMD)
+
+# ------------------------------------------------------------------ host examples (examples/host, docs/embedding.md)
+# game.c is a C host: it links liblua and the module build/moonbeam/core.so
+# itself (by absolute path), so `require "moonbeam.core"` in every VM finds the
+# same loaded object: one copy of the core, whose C API the host calls.
+# `make game-test` runs it briefly and fails if an entity did not answer a
+# tick; `make bench-game` is the frame-time figure.
+GAME := $(BUILD)/examples/game
+$(GAME): examples/host/game.c $(MODULE)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LUA_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(CURDIR)/$(MODULE) $(LUA_LIBS) -lm
+
+examples: $(GAME)
+
+.PHONY: game-test bench-game game-lua-test
+game-test: $(GAME)
+	env $(SPEC_VARS) $(GAME) 2000 30 2000
+
+# examples/host/game.lua: the same loop under LuaJIT through moonbeam.ffi; needs
+# moonbeam.core built for LuaJIT (the luajit branch's build).
+game-lua-test: all
+	env $(SPEC_VARS) $(LUAJIT) examples/host/game.lua 500 30 2000
+
+bench-game: $(GAME)
+	env $(SPEC_VARS) $(GAME) 10000 600 2000

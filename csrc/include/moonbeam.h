@@ -465,6 +465,73 @@ int mb_signal_notify(mb_runtime_t *rt, int signum, mb_pid_t pid);
  * turns it off. */
 int mb_signal_exit_deadline(mb_runtime_t *rt, int signum, uint64_t ms, int code);
 
+/* ---------------------------------------------------------------- supervisors */
+
+/* OTP supervisors for native processes (csrc/core/supervisor.c, docs/embedding.md).
+ * A supervisor is itself a process that traps exits: it starts its children in
+ * order, restarts them by strategy and restart type, gives up after more than
+ * max_restarts restarts within max_seconds (it then stops every child, in
+ * reverse order, and exits with reason shutdown) and stops its children in
+ * reverse order when it is stopped or its parent exits. Zeroed fields take
+ * OTP's defaults. */
+enum { MB_SUP_ONE_FOR_ONE = 0, MB_SUP_ONE_FOR_ALL = 1, MB_SUP_REST_FOR_ONE = 2 };
+enum { MB_CHILD_PERMANENT = 0, MB_CHILD_TRANSIENT = 1, MB_CHILD_TEMPORARY = 2 };
+/* mb_child_spec_t.shutdown_ms: > 0 waits that long after exit(shutdown) then
+ * kills; 0: the default 5000; these two: */
+enum { MB_SHUTDOWN_INFINITY = -1, MB_SHUTDOWN_BRUTAL_KILL = -2 };
+/* mb_sup_spec_t.max_restarts: > 0 as given; 0: the default 3; this: none allowed. */
+enum { MB_SUP_NO_RESTARTS = -1 };
+
+/* Starts one child, called on the supervisor's own thread with the supervisor
+ * as `sup`: spawn the child (linking it with mb_spawn_opts_t.parent = sup and
+ * link = 1, or the supervisor links it after) and set *pid; return 0, or a
+ * negative code for a failed start. 0 with *pid = 0 is OTP's ignore: the child
+ * is kept, not running. */
+typedef int (*mb_child_start_fn)(mb_proc_t *sup, void *arg, mb_pid_t *pid);
+
+typedef struct mb_child_spec {
+  const char *id;          /* copied; unique within the supervisor; at most 63 bytes */
+  mb_child_start_fn start;
+  void *arg;               /* passed to start on every (re)start */
+  int restart;             /* MB_CHILD_PERMANENT (0), _TRANSIENT or _TEMPORARY */
+  int64_t shutdown_ms;     /* see MB_SHUTDOWN_*; 0: 5000 */
+} mb_child_spec_t;
+
+typedef struct mb_sup_spec {
+  int strategy;            /* MB_SUP_ONE_FOR_ONE (0), _ONE_FOR_ALL, _REST_FOR_ONE */
+  int max_restarts;        /* 0: 3; MB_SUP_NO_RESTARTS: 0 */
+  int max_seconds;         /* 0: 5 */
+  const mb_child_spec_t *children; /* copied */
+  size_t nchildren;
+  const mb_spawn_opts_t *spawn;    /* how the supervisor itself is spawned (parent,
+                                      link, scheduler, name); may be NULL. An exit
+                                      from its parent stops it with that reason. */
+} mb_sup_spec_t;
+
+/* Spawns a supervisor; it starts its children in its first slice, so this
+ * returns at once (from any thread, the host thread of a host-driven runtime
+ * included). If a child fails to start, the ones started are stopped and the
+ * supervisor exits with {shutdown, {failed_to_start_child, Id, Code}}. */
+int mb_supervisor_start(mb_runtime_t *rt, const mb_sup_spec_t *spec, mb_pid_t *pid);
+/* Asks a supervisor to stop its children (reverse order) and exit with shutdown. */
+int mb_supervisor_stop(mb_runtime_t *rt, mb_pid_t sup);
+
+typedef struct mb_child_info {
+  char id[64];
+  mb_pid_t pid;            /* 0: not running (ignored, transient that ended, restarting) */
+  int restart;
+} mb_child_info_t;
+/* Copies up to cap children, in start order, into out; returns how many the
+ * supervisor has, or MB_ENOPROC if sup is not a live supervisor. Any thread. */
+int mb_supervisor_which_children(mb_runtime_t *rt, mb_pid_t sup, mb_child_info_t *out, size_t cap);
+
+typedef struct mb_sup_counts {
+  int specs;               /* children the supervisor knows */
+  int active;              /* of those, running */
+} mb_sup_counts_t;
+/* As supervisor:count_children; MB_ENOPROC if sup is not a live supervisor. */
+int mb_supervisor_count_children(mb_runtime_t *rt, mb_pid_t sup, mb_sup_counts_t *out);
+
 /* ---------------------------------------------------------------- observability */
 
 typedef struct mb_stats {

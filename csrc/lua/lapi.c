@@ -484,7 +484,16 @@ static int l_subscribers(lua_State *L) {
   return 1;
 }
 
+/* runtime_handle() -> lightuserdata: the running runtime's mb_runtime_t *, for
+ * a host that also uses the C API on it (a C host, moonbeam.ffi's attach). A
+ * pid userdata holds its mb_pid_t as its payload (lua_touserdata, ffi.cast). */
+static int l_runtime_handle(lua_State *L) {
+  lua_pushlightuserdata(L, mbl_rt(L));
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
+  {"runtime_handle", l_runtime_handle},
   {"run", mbl_run}, {"start", mbl_start}, {"step", mbl_step}, {"stop", mbl_stop},
   {"spawn_opt", mbl_spawn_opt}, {"receive", mbl_receive}, {"call", mbl_call},
   {"spawn", mbl_spawn}, {"spawn_link", mbl_spawn_link}, {"spawn_monitor", mbl_spawn_monitor},
