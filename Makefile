@@ -470,5 +470,8 @@ game-test: $(GAME)
 game-lua-test: all
 	env $(SPEC_VARS) $(LUAJIT) examples/host/game.lua 500 30 2000
 
+# both placements, one after the other; a run that cannot answer every tick
+# exits 1, which does not stop the other (the figure is what it prints)
 bench-game: $(GAME)
-	env $(SPEC_VARS) $(GAME) 10000 600 2000
+	-env $(SPEC_VARS) $(GAME) 10000 600 2000
+	-env $(SPEC_VARS) $(GAME) 10000 600 2000 off-host
