@@ -117,7 +117,8 @@ SPEC_LUA_PATH  ?= $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 SPEC_LUA_CPATH ?= $(CURDIR)/$(BUILD)/?.so;;
 # Set both names: Lua 5.4 prefers LUA_PATH_5_4 when the environment has one.
 SPEC_VARS = LUA_PATH='$(SPEC_LUA_PATH)' LUA_PATH_5_4='$(SPEC_LUA_PATH)' \
-            LUA_CPATH='$(SPEC_LUA_CPATH)' LUA_CPATH_5_4='$(SPEC_LUA_CPATH)'
+            LUA_CPATH='$(SPEC_LUA_CPATH)' LUA_CPATH_5_4='$(SPEC_LUA_CPATH)' \
+            MB_BUILD_DIR='$(CURDIR)/$(BUILD)'
 
 # ------------------------------------------------------------------ run
 # `make run` builds RUN_PREREQS, then runs RUN_CMD. To make a Lua example the

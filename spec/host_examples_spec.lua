@@ -2,11 +2,16 @@
 -- runtime each frame while Lua processes on every scheduler report back) is
 -- built by `make examples` and run briefly here, so it cannot rot.
 
--- the build directory: where package.cpath finds moonbeam/core.so
+-- the build directory holding examples/game: the work tree's build/ (make
+-- check builds the examples there even when the specs load moonbeam from an
+-- installed rock, as .ci/run does), else where package.cpath finds core.so
 local function build_dir()
+  local dirs = {os.getenv("MB_BUILD_DIR") or "build"}
   for tmpl in package.cpath:gmatch("[^;]+") do
-    local dir = tmpl:match("^(.*)/%?%.so$")
-    local f = dir and io.open(dir .. "/moonbeam/core.so", "rb")
+    dirs[#dirs + 1] = tmpl:match("^(.*)/%?%.so$")
+  end
+  for _, dir in ipairs(dirs) do
+    local f = io.open(dir .. "/examples/game", "rb")
     if f then f:close() return dir end
   end
   return "build"
